@@ -1,0 +1,84 @@
+# greenlight.django — developer entry points.
+#   make demo   set everything up and run the demo deploy
+#   make test   set everything up and run every check
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+BUILD := $(CURDIR)/build
+COLLECTION_LINK := $(BUILD)/collections/ansible_collections/greenlight/django
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(BUILD)/collections
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PYTHONDONTWRITEBYTECODE := 1
+export GREENLIGHT_BASE_IMAGE = $(shell cat $(BUILD)/base-image.tag 2>/dev/null)
+
+.PHONY: help setup venv link docker image lint unit functional molecule bench-smoke test demo build clean
+
+help:
+	@echo "make demo   - set up and deploy the demo project into a local container"
+	@echo "make test   - set up and run every check (lint, unit, functional, molecule)"
+	@echo "make setup  - only the set-up: virtualenv, Docker daemon, base image"
+
+setup: venv link image
+
+$(BIN)/.installed: requirements/dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+link:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+docker:
+	@bash scripts/ensure-docker.sh
+
+image: docker
+	@mkdir -p $(BUILD)
+	@bash scripts/base-image.sh > $(BUILD)/base-image.tag.new && mv $(BUILD)/base-image.tag.new $(BUILD)/base-image.tag
+	@echo "base image: $$(cat $(BUILD)/base-image.tag)"
+
+lint: venv link
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ansible-lint --offline
+	$(BIN)/python scripts/check_argument_specs.py
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist . >/dev/null
+	$(BIN)/python scripts/check_tarball.py $(BUILD)/dist/greenlight-django-*.tar.gz
+
+unit: venv link
+	$(BIN)/pytest -q tests/unit
+
+functional: setup
+	$(BIN)/pytest -q tests/functional
+
+molecule: setup
+	@set -e; for s in $(SCENARIOS); do \
+	  echo "==> molecule test -s $$s"; \
+	  $(BIN)/molecule test -s $$s; \
+	done
+
+bench-smoke: setup
+	@set -e; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "==> $$b --smoke"; $(BIN)/python $$b --smoke; done
+
+test: setup lint unit functional molecule bench-smoke
+	@echo "make test: all checks passed"
+
+demo: setup
+	@echo "Set-up complete (virtualenv, Docker daemon, base image $$(cat $(BUILD)/base-image.tag))."
+	@echo "The demo deploy arrives with the deploy playbooks; nothing more to run yet."
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist .
+
+clean:
+	-docker ps -aq --filter name=greenlight- | xargs -r docker rm -f
+	rm -rf $(BUILD)

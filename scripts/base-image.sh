@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Build the local Debian 12 base image used by every molecule scenario.
+# No registry is needed: the root file system comes from debootstrap and is
+# imported with `docker import`. The tag is a hash of this recipe, so the image
+# is rebuilt only when the recipe changes. Prints the tag on stdout.
+set -euo pipefail
+
+MIRROR="${GREENLIGHT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SUITE=bookworm
+PACKAGES=(
+  python3 python3-venv python3-apt python3-psycopg2
+  systemd systemd-sysv dbus sudo procps iproute2 curl ca-certificates locales-all
+  postgresql postgresql-client nginx rsync sqlite3 git
+)
+RECIPE_VERSION=1  # bump to force a rebuild after changing the steps below
+
+here="$(cd "$(dirname "$0")" && pwd)"
+hash="$(printf '%s\n' "$SUITE" "${PACKAGES[@]}" "$RECIPE_VERSION" | cat - "$here/base-image.sh" | sha256sum | cut -c1-12)"
+tag="greenlight-base:${hash}"
+
+if docker image inspect "$tag" >/dev/null 2>&1; then
+  echo "$tag"
+  exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+  echo "error: building the base image needs root (debootstrap). Run 'sudo make image' once." >&2
+  exit 1
+fi
+if ! command -v debootstrap >/dev/null 2>&1; then
+  echo "==> installing debootstrap" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1 || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+fi
+
+root="$(mktemp -d /var/tmp/greenlight-rootfs.XXXXXX)"
+trap 'rm -rf --one-file-system "$root"' EXIT
+echo "==> debootstrap $SUITE into $root (a minute or two)" >&2
+include="$(IFS=,; echo "${PACKAGES[*]}")"
+cache="/var/cache/greenlight-debootstrap"  # downloaded packages, reused by later builds
+mkdir -p "$cache"
+debootstrap --variant=minbase --cache-dir="$cache" --include="$include" "$SUITE" "$root" "$MIRROR" >&2
+
+# Container niceties: no getty on a console that does not exist, no
+# first-boot wizard, an empty machine-id generated at boot, slim apt lists.
+chroot "$root" systemctl mask getty@tty1.service serial-getty@ttyS0.service systemd-firstboot.service >/dev/null 2>&1 || true
+: > "$root/etc/machine-id"
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
+printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$root/etc/apt/sources.list"
+
+echo "==> docker import as $tag" >&2
+stage="greenlight-base-stage-$$"
+tar -C "$root" -c . | docker import - "$stage:import" >&2
+# The PostgreSQL cluster is created in a container rather than the chroot:
+# initdb wants a real /proc and /dev/shm.
+docker rm -f "$stage" >/dev/null 2>&1 || true
+docker run --name "$stage" "$stage:import" pg_createcluster --locale C.UTF-8 15 main >&2
+docker commit -c 'CMD ["/lib/systemd/systemd"]' "$stage" "$tag" >&2
+docker rm -f "$stage" >/dev/null
+docker rmi "$stage:import" >/dev/null
+docker tag "$tag" greenlight-base:latest >&2
+echo "$tag"
