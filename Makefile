@@ -17,7 +17,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 export GREENLIGHT_BASE_IMAGE = $(shell cat $(BUILD)/base-image.tag 2>/dev/null)
 
-.PHONY: help setup venv link docker image lint unit functional molecule bench-smoke test demo build clean
+
+.PHONY: help setup venv link docker image lint sanity unit functional molecule bench-smoke test demo build clean
 
 help:
 	@echo "make demo   - set up and deploy the demo project into a local container"
@@ -54,6 +55,10 @@ lint: venv link
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist . >/dev/null
 	$(BIN)/python scripts/check_tarball.py $(BUILD)/dist/greenlight-django-*.tar.gz
 
+sanity: venv
+	bash scripts/sanity.sh
+
+
 unit: venv link
 	$(BIN)/pytest -q tests/unit
 
@@ -69,7 +74,7 @@ molecule: setup
 bench-smoke: setup
 	@set -e; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "==> $$b --smoke"; $(BIN)/python $$b --smoke; done
 
-test: setup lint unit functional molecule bench-smoke
+test: setup lint sanity unit functional molecule bench-smoke
 	@echo "make test: all checks passed"
 
 demo: setup

@@ -68,9 +68,7 @@ def base_image() -> str:
     tag = os.environ.get("GREENLIGHT_BASE_IMAGE")
     if tag:
         return tag
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "base-image.sh")], check=True, capture_output=True, text=True
-    )
+    out = subprocess.run(["bash", str(REPO / "scripts" / "base-image.sh")], check=True, capture_output=True, text=True)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -132,16 +130,16 @@ def postgres():
     )
     try:
         ready = False
-        for _ in range(120):  # bounded: at most about 60 s
+        for _attempt in range(120):  # bounded: at most about 60 s
             probe = subprocess.run(
-                ["docker", "exec", "-u", "postgres", name, "pg_isready", "-q"], capture_output=True
+                ["docker", "exec", "-u", "postgres", name, "pg_isready", "-q"], capture_output=True, check=False
             )
             if probe.returncode == 0:
                 ready = True
                 break
             time.sleep(0.5)
         if not ready:
-            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
             pytest.fail(f"PostgreSQL did not start in its container:\n{logs.stdout}{logs.stderr}")
         port_info = subprocess.run(
             ["docker", "inspect", "-f", "{{json .NetworkSettings.Ports}}", name],
@@ -154,4 +152,4 @@ def postgres():
         server.psql(f"CREATE ROLE {server.user} LOGIN CREATEDB PASSWORD '{server.password}'")
         yield server
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
