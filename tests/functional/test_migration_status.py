@@ -1,0 +1,1073 @@
+"""greenlight.django.migration_status against real Django projects and databases.
+
+Every project is written by the tests into a temporary directory. The module
+runs for real: mostly as ``python plugins/modules/migration_status.py ARGS``
+(the way Ansible runs a module, minus the packaging), and in a few cases
+through ``ansible-playbook`` so that the AnsiballZ payload (and the inspector
+shipped inside it) is exercised too.
+
+Matrix: the core cases (the classification table on one big plan, with SQL,
+and model changes without a migration) run on Django 4.2 and 5.2, each on
+SQLite and PostgreSQL. The rest runs on Django 5.2 with SQLite, plus the
+PostgreSQL-only cases (authentication failure, read-only transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTIONS = REPO / "build" / "collections"
+MODULE = REPO / "plugins" / "modules" / "migration_status.py"
+VENV_BIN = Path(sys.executable).parent
+
+ID_FIELD = 'models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")'
+
+SETTINGS = """\
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET_KEY = "functional-tests-only"
+DEBUG = False
+INSTALLED_APPS = {apps!r}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+
+_url = os.environ.get("DATABASE_URL", "")
+if _url.startswith("postgres"):
+    _parts = urlsplit(_url)
+    DATABASES = {{
+        "default": {{
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": _parts.path.lstrip("/"),
+            "USER": unquote(_parts.username or ""),
+            "PASSWORD": unquote(_parts.password or ""),
+            "HOST": _parts.hostname,
+            "PORT": str(_parts.port or 5432),
+        }}
+    }}
+else:
+    DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}}}
+{extra}
+"""
+
+MANAGE_PY = """\
+#!/usr/bin/env python
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{package}.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+"""
+
+
+def migration_source(dependencies, operations, attributes="", prelude=""):
+    """Text of a migration file; ``operations`` is Python source, one operation per line or more."""
+    body = textwrap.indent(textwrap.dedent(operations).strip(), " " * 8)
+    attrs = textwrap.indent(textwrap.dedent(attributes).strip(), " " * 4)
+    return (
+        "import django.db.models.deletion\n"
+        "from django.db import migrations, models\n"
+        "from django.db.models import Q\n\n"
+        f"{textwrap.dedent(prelude).strip()}\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        f"    dependencies = {dependencies!r}\n"
+        f"{attrs}\n"
+        "    operations = [\n"
+        f"{body}\n"
+        "    ]\n"
+    )
+
+
+def module_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(COLLECTIONS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run_module(args, check_mode=False, tmp_dir=None):
+    """Run the module like Ansible does (JSON arguments file); return (rc, result)."""
+    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check_mode)}
+    args_file = Path(tmp_dir or "/tmp") / f"migration-status-args-{os.getpid()}.json"
+    args_file.write_text(json.dumps(payload))
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(MODULE), str(args_file)],
+            capture_output=True,
+            text=True,
+            env=module_env(),
+            timeout=300,
+            check=False,
+        )
+    finally:
+        args_file.unlink()
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail(f"module printed no JSON (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.returncode, result
+
+
+@dataclass
+class Project:
+    root: Path
+    python: Path
+    version: str
+    db: str
+    env: dict = field(default_factory=dict)
+    postgres: object = None
+    database: str | None = None
+    package: str = "proj"
+
+    def write(self, relative, text):
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def setup(self, apps, settings_extra=""):
+        self.write("manage.py", MANAGE_PY.format(package=self.package))
+        self.write(f"{self.package}/__init__.py", "")
+        self.write(f"{self.package}/settings.py", SETTINGS.format(apps=list(apps), extra=settings_extra))
+        for app in apps:
+            if "." in app:
+                continue
+            self.write(f"{app}/__init__.py", "")
+            self.write(f"{app}/migrations/__init__.py", "")
+            if not (self.root / app / "models.py").exists():
+                self.write(f"{app}/models.py", "from django.db import models\n")
+        return self
+
+    def migration(self, app, name, dependencies, operations, attributes="", prelude=""):
+        return self.write(
+            f"{app}/migrations/{name}.py", migration_source(dependencies, operations, attributes, prelude)
+        )
+
+    def manage(self, *args, check=True):
+        env = dict(os.environ, **self.env)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        proc = subprocess.run(
+            [str(self.python), "manage.py", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(f"manage.py {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def sql(self, statement):
+        if self.db == "postgresql":
+            self.postgres.psql(statement, database=self.database)
+            return
+        with sqlite3.connect(self.root / "db.sqlite3") as conn:
+            conn.execute(statement)
+
+    def record(self, app, name):
+        values = f"'{app}', '{name}', CURRENT_TIMESTAMP"
+        self.sql(f"INSERT INTO django_migrations (app, name, applied) VALUES ({values})")  # noqa: S608 - test data
+
+    def forget(self, app, name):
+        self.sql(f"DELETE FROM django_migrations WHERE app = '{app}' AND name = '{name}'")  # noqa: S608 - test data
+
+    def args(self, **extra):
+        args = {"project_path": str(self.root), "venv": str(self.python.parent.parent)}
+        if self.env:
+            args["environment"] = dict(self.env)
+        args.update(extra)
+        return args
+
+    def run(self, check_mode=False, **extra):
+        return run_module(self.args(**extra), check_mode=check_mode, tmp_dir=self.root.parent)
+
+    def snapshot(self):
+        """Every path under the project with its size and mtime."""
+        files = {}
+        for path in sorted(self.root.rglob("*")):
+            stat = path.lstat()
+            files[str(path.relative_to(self.root))] = (path.is_dir(), stat.st_size, stat.st_mtime_ns)
+        return files
+
+    def drop_bytecode(self):
+        for cache in self.root.rglob("__pycache__"):
+            for item in cache.iterdir():
+                item.unlink()
+            cache.rmdir()
+
+
+@pytest.fixture(scope="module")
+def make_project(tmp_path_factory, django_python, request):
+    """Factory: ``make_project("5.2", "sqlite")`` -> an empty Project with its own database."""
+
+    def make(version="5.2", db="sqlite"):
+        root = tmp_path_factory.mktemp(f"dj{version.replace('.', '')}-{db}") / "project"
+        root.mkdir()
+        project = Project(root=root, python=django_python(version), version=version, db=db)
+        if db == "postgresql":
+            server = request.getfixturevalue("postgres")
+            project.postgres = server
+            project.database = server.create_database("ms")
+            project.env = {"DATABASE_URL": server.url(project.database)}
+        return project
+
+    return make
+
+
+CORE_MATRIX = [
+    pytest.param(("4.2", "sqlite"), id="django4.2-sqlite"),
+    pytest.param(("4.2", "postgresql"), id="django4.2-postgresql"),
+    pytest.param(("5.2", "sqlite"), id="django5.2-sqlite"),
+    pytest.param(("5.2", "postgresql"), id="django5.2-postgresql"),
+]
+
+# ---------------------------------------------------------------------------
+# The classification table, on one plan of 30-odd pending migrations
+# ---------------------------------------------------------------------------
+
+C, U, X = "compatible", "unknown", "incompatible"  # X: incompatible
+
+SHOP_INITIAL = f"""
+migrations.CreateModel(name="Category", fields=[("id", {ID_FIELD}), ("title", models.CharField(max_length=50))]),
+migrations.CreateModel(
+    name="Product",
+    fields=[
+        ("id", {ID_FIELD}),
+        ("name", models.CharField(max_length=100)),
+        ("body", models.TextField()),
+        ("price", models.IntegerField()),
+        ("code", models.CharField(max_length=10)),
+        ("note", models.CharField(max_length=50, null=True)),
+        ("sku", models.CharField(max_length=20)),
+        ("old_name", models.CharField(max_length=30)),
+        ("flag", models.BooleanField(default=False)),
+    ],
+),
+migrations.CreateModel(name="Legacy", fields=[("id", {ID_FIELD}), ("x", models.IntegerField())]),
+migrations.CreateModel(
+    name="Kept", fields=[("id", {ID_FIELD}), ("title", models.CharField(max_length=20))],
+    options={{"db_table": "shop_kept"}},
+),
+migrations.CreateModel(name="Moving", fields=[("id", {ID_FIELD}), ("title", models.CharField(max_length=20))]),
+migrations.CreateModel(name="Tabled", fields=[("id", {ID_FIELD}), ("title", models.CharField(max_length=20))]),
+migrations.CreateModel(
+    name="Outside", fields=[("id", {ID_FIELD}), ("title", models.CharField(max_length=20))],
+    options={{"managed": False, "db_table": "outside_table"}},
+),
+"""
+
+SHOP_OPERATIONS_PY = '''\
+from pathlib import Path
+
+from django.db.migrations.operations.base import Operation
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+class LogMessage(Operation):
+    """A third-party operation whose database_forwards leaves a trace if it ever runs."""
+
+    reversible = True
+
+    def __init__(self, message):
+        self.message = message
+
+    def deconstruct(self):
+        return (self.__class__.__name__, [self.message], {})
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        (PROJECT / "THIRD_PARTY_OPERATION_RAN").write_text(self.message)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        pass
+
+    def describe(self):
+        return f"Log {self.message}"
+'''
+
+RUNPYTHON_PRELUDE = """
+from pathlib import Path
+
+
+def fill(apps, schema_editor):
+    (Path(__file__).resolve().parents[2] / "RUNPYTHON_RAN").write_text("ran")
+
+
+def unfill(apps, schema_editor):
+    pass
+"""
+
+
+def shop_plan(version):
+    """(name, operations, attributes, prelude, expected (compatibility, destructive, reversible, accepted))."""
+    check_kwarg = "condition" if version >= "5.1" else "check"
+    # fmt: off
+    plan = [
+        ("0002_product_subtitle",
+         'migrations.AddField("product", "subtitle", models.CharField(max_length=50, null=True)),',
+         "", "", (C, False, True, False)),
+        ("0003_product_stock",
+         'migrations.AddField("product", "stock", models.IntegerField(default=0)),',
+         "", "", (X, False, True, False)),
+    ]
+    if version >= "5.0":
+        plan.append(("0004_product_rank",
+                     'migrations.AddField("product", "rank", models.IntegerField(db_default=0)),',
+                     "", "", (C, False, True, False)))
+    plan += [
+        ("0005_product_categories",
+         'migrations.AddField("product", "categories", models.ManyToManyField(to="shop.category")),',
+         "", "", (C, False, True, False)),
+        ("0006_remove_product_body", 'migrations.RemoveField("product", "body"),', "", "", (X, True, True, False)),
+        ("0007_delete_legacy", 'migrations.DeleteModel("Legacy"),', "", "", (X, True, True, False)),
+        ("0008_rename_old_name", 'migrations.RenameField("product", "old_name", "new_name"),',
+         "", "", (X, False, True, False)),
+        ("0009_rename_kept", 'migrations.RenameModel("Kept", "Keeper"),', "", "", (C, False, True, False)),
+        ("0010_rename_moving", 'migrations.RenameModel("Moving", "Moved"),', "", "", (X, False, True, False)),
+        ("0011_tabled_table", 'migrations.AlterModelTable("tabled", "shop_tabled_v2"),',
+         "", "", (X, False, True, False)),
+        ("0012_note_not_null",
+         'migrations.AlterField("product", "note", models.CharField(default="", max_length=50), '
+         "preserve_default=False),",
+         "", "", (X, False, True, False)),
+        ("0013_price_text", 'migrations.AlterField("product", "price", models.CharField(max_length=20)),',
+         "", "", (X, False, True, False)),
+        ("0014_code_longer", 'migrations.AlterField("product", "code", models.CharField(max_length=40)),',
+         "", "", (C, False, True, False)),
+        ("0015_name_help_text",
+         'migrations.AlterField("product", "name", models.CharField(help_text="Shown in lists", max_length=100)),',
+         "", "", (C, False, True, False)),
+        ("0016_sku_unique", 'migrations.AlterField("product", "sku", models.CharField(max_length=20, unique=True)),',
+         "", "", (X, False, True, False)),
+        ("0017_unique_together", 'migrations.AlterUniqueTogether("product", {("name", "code")}),',
+         "", "", (X, False, True, False)),
+        ("0018_drop_unique_together", 'migrations.AlterUniqueTogether("product", set()),',
+         "", "", (C, False, True, False)),
+        ("0019_unique_name",
+         'migrations.AddConstraint("product", '
+         'models.UniqueConstraint(fields=["name"], name="shop_product_name_uniq")),',
+         "", "", (X, False, True, False)),
+        ("0020_check_code",
+         f'migrations.AddConstraint("product", models.CheckConstraint({check_kwarg}=~Q(code=""), '
+         'name="shop_product_code_set")),',
+         "", "", (U, False, True, False)),
+        ("0021_drop_check", 'migrations.RemoveConstraint("product", "shop_product_code_set"),',
+         "", "", (C, False, True, False)),
+        ("0022_review",
+         f'migrations.CreateModel(name="Review", fields=[("id", {ID_FIELD}), ("text", models.TextField()), '
+         '("product", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="shop.product"))]),',
+         "", "", (C, False, True, False)),
+        ("0023_review_index",
+         'migrations.AddIndex("review", models.Index(fields=["text"], name="shop_review_text_idx")),',
+         "", "", (C, False, True, False)),
+        ("0024_drop_review_index", 'migrations.RemoveIndex("review", "shop_review_text_idx"),',
+         "", "", (C, False, True, False)),
+        ("0025_product_options",
+         'migrations.AlterModelOptions("product", {"ordering": ["name"]}),\n'
+         'migrations.AlterModelManagers("product", managers=[]),',
+         "", "", (C, False, True, False)),
+        ("0026_fill_codes", "migrations.RunPython(fill),", "", RUNPYTHON_PRELUDE, (U, False, False, False)),
+        ("0027_fill_codes_reviewed", "migrations.RunPython(fill, unfill),", "greenlight_safe = True",
+         RUNPYTHON_PRELUDE, (C, False, True, True)),
+        ("0028_purge_categories", 'migrations.RunSQL("DELETE FROM shop_category WHERE id < 0"),',
+         "", "", (U, True, False, False)),
+        ("0029_reviewed_sql",
+         'migrations.RunSQL("UPDATE shop_product SET code = code WHERE 1 = 0", '
+         "reverse_sql=migrations.RunSQL.noop),",
+         "greenlight_safe = True", "", (C, False, True, True)),
+        ("0030_forget_flag",
+         'migrations.SeparateDatabaseAndState(state_operations=[migrations.RemoveField("product", "flag")]),',
+         "", "", (C, False, True, False)),
+        ("0031_drop_category_title",
+         "migrations.SeparateDatabaseAndState(\n"
+         '    state_operations=[migrations.RemoveField("category", "title")],\n'
+         '    database_operations=[migrations.RemoveField("category", "title")],\n'
+         "),",
+         "", "", (X, True, True, False)),
+        ("0032_third_party", 'LogMessage("hello"),', "", "from shop.operations import LogMessage",
+         (U, False, True, False)),
+        ("0033_delete_outside", 'migrations.DeleteModel("Outside"),', "", "", (C, False, True, False)),
+        ("0034_new_name_nullable",
+         'migrations.AlterField("product", "new_name", models.CharField(max_length=30, null=True)),',
+         "", "", (C, False, True, False)),
+        ("0035_remove_moved_title", 'migrations.RemoveField("moved", "title"),', "greenlight_safe = True", "",
+         (C, True, True, True)),
+        ("0036_delete_tabled", 'migrations.DeleteModel("Tabled"),', 'greenlight_phase = "after_switch"', "",
+         (X, True, True, False)),
+    ]
+    # fmt: on
+    return plan
+
+
+def shop_models(version):
+    rank = "    rank = models.IntegerField(db_default=0)\n" if version >= "5.0" else ""
+    return f"""\
+from django.db import models
+
+
+class Category(models.Model):
+    pass
+
+
+class Product(models.Model):
+    name = models.CharField(max_length=100, help_text="Shown in lists")
+    price = models.CharField(max_length=20)
+    code = models.CharField(max_length=40)
+    note = models.CharField(max_length=50)
+    sku = models.CharField(max_length=20, unique=True)
+    new_name = models.CharField(max_length=30, null=True)
+    subtitle = models.CharField(max_length=50, null=True)
+    stock = models.IntegerField(default=0)
+{rank}    categories = models.ManyToManyField(Category)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["name"], name="shop_product_name_uniq")]
+
+
+class Keeper(models.Model):
+    title = models.CharField(max_length=20)
+
+    class Meta:
+        db_table = "shop_kept"
+
+
+class Moved(models.Model):
+    pass
+
+
+class Review(models.Model):
+    text = models.TextField()
+    product = models.ForeignKey(Product, on_delete=models.CASCADE)
+"""
+
+
+# Writes to fd 1 directly, bypassing sys.stdout: the module must still find its result.
+NOISY_SETTINGS = 'os.write(1, b"noise from the settings module on stdout\\n")\n'
+
+
+def build_shop(project):
+    project.setup(["shop"], settings_extra=NOISY_SETTINGS)
+    project.write("shop/operations.py", SHOP_OPERATIONS_PY)
+    project.migration("shop", "0001_initial", [], SHOP_INITIAL, attributes="initial = True")
+    project.manage("migrate", "-v0")
+    previous = "0001_initial"
+    for name, operations, attributes, prelude, _expected in shop_plan(project.version):
+        project.migration("shop", name, [("shop", previous)], operations, attributes, prelude)
+        previous = name
+    project.write("shop/models.py", shop_models(project.version))
+    project.drop_bytecode()
+    return project
+
+
+@pytest.fixture(scope="module", params=CORE_MATRIX)
+def shop(request, make_project):
+    """The shop project on one combination, run once with include_sql and no fail_on."""
+    version, db = request.param
+    project = build_shop(make_project(version, db))
+    before = project.snapshot()
+    rc, result = project.run(include_sql=True, fail_on=[])
+    after = project.snapshot()
+    return project, rc, result, before, after
+
+
+def _pending_by_name(result):
+    return {item["name"]: item for item in result["pending"]}
+
+
+def test_shop_plan_and_summary(shop):
+    project, rc, result, _before, _after = shop
+    assert rc == 0, result
+    expected = [f"shop.{entry[0]}" for entry in shop_plan(project.version)]
+    assert result["plan"] == expected
+    assert result["changed"] is False
+    assert result["backward_compatible"] is False
+    assert result["destructive"] is True
+    assert result["before_switch"] == expected[:-1]
+    assert result["after_switch"] == ["shop.0036_delete_tabled"]
+    assert result["phase_errors"] == []
+    assert result["failed_conditions"] == []
+    assert result["database"] == {"alias": "default", "vendor": project.db}
+    assert result["django_version"].startswith(project.version)
+    # The models match the end of the plan: the in-memory autodetector finds nothing.
+    assert result["unmigrated_changes"] == {}
+
+
+def test_shop_inspection_wrote_nothing(shop):
+    project, _rc, _result, before, after = shop
+    assert after == before
+    assert not (project.root / "RUNPYTHON_RAN").exists()
+    assert not (project.root / "THIRD_PARTY_OPERATION_RAN").exists()
+
+
+@pytest.mark.parametrize("name", [entry[0] for entry in shop_plan("5.2")])
+def test_shop_classification(shop, name):
+    project, _rc, result, _before, _after = shop
+    plan = {entry[0]: entry for entry in shop_plan(project.version)}
+    if name not in plan:
+        pytest.skip("db_default needs Django 5.0+")
+    _name, _ops, _attrs, _prelude, (compatibility, destructive, reversible, accepted) = plan[name]
+    item = _pending_by_name(result)[name]
+    assert (item["compatibility"], item["destructive"], item["reversible"], item["accepted"]) == (
+        compatibility,
+        destructive,
+        reversible,
+        accepted,
+    ), item
+    for op in item["operations"]:
+        assert set(op) == {"type", "description", "compatibility", "destructive", "reversible", "reason"}
+        assert op["reason"]
+
+
+def test_shop_reasons_and_sql(shop):
+    project, _rc, result, _before, _after = shop
+    pending = _pending_by_name(result)
+    remove = pending["0006_remove_product_body"]
+    assert remove["operations"][0]["reason"].startswith("Old code still selects this column")
+    assert any('"body"' in line or "body" in line for line in remove["sql"] if not line.startswith("--"))
+    if project.db == "postgresql":
+        assert any("DROP COLUMN" in line for line in remove["sql"])
+    # A state-only AlterField: Django emits no SQL for it.
+    assert "-- (no-op)" in pending["0015_name_help_text"]["sql"]
+    assert pending["0009_rename_kept"]["sql"].count("-- (no-op)") == 1
+    assert "-- THIS OPERATION CANNOT BE WRITTEN AS SQL" in pending["0026_fill_codes"]["sql"]
+    assert any(
+        "third-party operation shop.operations.LogMessage" in line for line in pending["0032_third_party"]["sql"]
+    )
+    assert "DELETE FROM shop_category WHERE id < 0;" in pending["0028_purge_categories"]["sql"]
+    accepted = pending["0035_remove_moved_title"]["operations"][0]
+    assert accepted["reason"].startswith("Accepted by greenlight_safe = True (otherwise incompatible)")
+    third = pending["0032_third_party"]["operations"][0]
+    assert third["type"] == "LogMessage" and "shop.operations.LogMessage" in third["reason"]
+    separate = pending["0031_drop_category_title"]["operations"][0]
+    assert separate["reason"].startswith("Judged by its database_operations")
+    assert pending["0002_product_subtitle"]["sql"][0] == "BEGIN;"
+    assert pending["0002_product_subtitle"]["sql"][-1] == "COMMIT;"
+
+
+def test_shop_without_sql_classifies_the_same(make_project):
+    project = build_shop(make_project("5.2", "sqlite"))
+    rc, plain = project.run(fail_on=[])
+    _rc, with_sql = project.run(fail_on=[], include_sql=True)
+    assert rc == 0
+    assert all("sql" not in item for item in plain["pending"])
+    for item in with_sql["pending"]:
+        del item["sql"]
+    assert plain["pending"] == with_sql["pending"]
+    rc, failed = project.run(fail_on=["incompatible", "destructive"])
+    assert rc == 1 and failed["failed"] is True
+    assert failed["failed_conditions"] == ["incompatible", "destructive"]
+    msg = failed["msg"]
+    assert "shop.0006_remove_product_body: Remove field body from product (incompatible: Old code" in msg
+    assert "shop.0026_fill_codes: Raw Python operation (unknown:" in msg
+    assert "shop.0036_delete_tabled" not in msg.split("— not backward compatible")[0]  # after_switch
+    assert "shop.0036_delete_tabled (Delete model Tabled)" in msg
+    assert failed["plan"] == plain["plan"]  # the whole result comes with the failure
+
+
+# ---------------------------------------------------------------------------
+# Model changes without a migration file (core matrix)
+# ---------------------------------------------------------------------------
+
+NOTES_INITIAL = f"""
+migrations.CreateModel(
+    name="Note",
+    fields=[("id", {ID_FIELD}), ("title", models.CharField(max_length=100)), ("body", models.TextField())],
+),
+"""
+
+NOTES_MODELS = """\
+from django.db import models
+
+
+class Note(models.Model):
+    title = models.CharField(max_length=100)
+    body = models.TextField()
+"""
+
+
+def build_notes(project, models=NOTES_MODELS):
+    project.setup(["notes"])
+    project.write("notes/models.py", NOTES_MODELS)
+    project.migration("notes", "0001_initial", [], NOTES_INITIAL, attributes="initial = True")
+    project.manage("migrate", "-v0")
+    project.write("notes/models.py", models)
+    project.drop_bytecode()
+    return project
+
+
+@pytest.mark.parametrize("combo", CORE_MATRIX)
+def test_unmigrated_changes_are_reported_and_no_file_appears(make_project, combo):
+    version, db = combo
+    project = build_notes(make_project(version, db), NOTES_MODELS + "    priority = models.IntegerField(default=0)\n")
+    before = project.snapshot()
+    rc, result = project.run()
+    assert project.snapshot() == before, "the inspection created or changed a file"
+    assert rc == 1 and result["failed"] is True
+    assert result["unmigrated_changes"] == {"notes": ["Add field priority to note"]}
+    assert result["failed_conditions"] == ["unmigrated_changes"]
+    assert result["msg"] == (
+        "notes: Add field priority to note — model changes without a migration file. Run `manage.py "
+        "makemigrations` in development, commit the file, and deploy again; never run makemigrations on a server."
+    )
+    assert result["plan"] == []
+    # Django agrees (dry run only).
+    check = project.manage("makemigrations", "--check", "--dry-run", check=False)
+    assert check.returncode == 1 and "priority" in check.stdout
+    assert project.snapshot() == before
+
+
+# ---------------------------------------------------------------------------
+# Phases (Django 5.2, SQLite)
+# ---------------------------------------------------------------------------
+
+
+def build_phases(project, rating_depends_on="0003_drop_body"):
+    build_notes(project)
+    project.migration(
+        "notes",
+        "0002_note_summary",
+        [("notes", "0001_initial")],
+        'migrations.AddField("note", "summary", models.TextField(null=True)),',
+    )
+    project.migration(
+        "notes",
+        "0003_drop_body",
+        [("notes", "0002_note_summary")],
+        'migrations.RemoveField("note", "body"),',
+        attributes='greenlight_phase = "after_switch"',
+    )
+    project.migration(
+        "notes",
+        "0004_note_rating",
+        [("notes", rating_depends_on)],
+        'migrations.AddField("note", "rating", models.IntegerField(null=True)),',
+    )
+    project.migration(
+        "notes",
+        "0005_note_stars",
+        [("notes", "0004_note_rating")],
+        'migrations.AddField("note", "stars", models.IntegerField(null=True)),',
+        attributes='greenlight_phase = "before_switch"',
+    )
+    project.write(
+        "notes/models.py",
+        "from django.db import models\n\n\nclass Note(models.Model):\n"
+        "    title = models.CharField(max_length=100)\n"
+        "    summary = models.TextField(null=True)\n"
+        "    rating = models.IntegerField(null=True)\n"
+        "    stars = models.IntegerField(null=True)\n",
+    )
+    return project
+
+
+def test_phase_split_and_phase_errors(make_project):
+    project = build_phases(make_project("5.2", "sqlite"))
+    rc, result = project.run()
+    assert rc == 1
+    assert result["failed_conditions"] == ["phase_errors"]
+    assert result["plan"] == [
+        "notes.0002_note_summary",
+        "notes.0003_drop_body",
+        "notes.0004_note_rating",
+        "notes.0005_note_stars",
+    ]
+    assert result["before_switch"] == ["notes.0002_note_summary", "notes.0004_note_rating", "notes.0005_note_stars"]
+    assert result["after_switch"] == ["notes.0003_drop_body"]
+    # The after_switch RemoveField is incompatible, but it runs after the switch.
+    assert result["backward_compatible"] is True
+    assert result["destructive"] is True
+    assert len(result["phase_errors"]) == 2
+    direct, transitive = result["phase_errors"]
+    assert direct.startswith("notes.0004_note_rating is before_switch but depends on notes.0003_drop_body, which")
+    assert transitive.startswith(
+        "notes.0005_note_stars is before_switch but depends on notes.0003_drop_body (through notes.0004_note_rating)"
+    )
+    assert result["msg"].startswith("Phase errors: notes.0004_note_rating is before_switch")
+
+
+def test_phase_without_errors_passes_in_check_mode(make_project):
+    project = build_phases(make_project("5.2", "sqlite"), rating_depends_on="0002_note_summary")
+    # 0005 depends on 0004 only; 0003 (after_switch) is now a leaf of its own branch -> a conflict.
+    project.migration(
+        "notes",
+        "0006_merge",
+        [("notes", "0003_drop_body"), ("notes", "0005_note_stars")],
+        "",
+        attributes='greenlight_phase = "after_switch"',
+    )
+    before = project.snapshot()
+    rc, result = project.run(check_mode=True)
+    assert rc == 0, result
+    assert result["changed"] is False
+    assert result["phase_errors"] == []
+    assert result["before_switch"] == ["notes.0002_note_summary", "notes.0004_note_rating", "notes.0005_note_stars"]
+    assert result["after_switch"] == ["notes.0003_drop_body", "notes.0006_merge"]
+    assert project.snapshot() == before
+
+
+def test_invalid_phase_value(make_project):
+    project = build_notes(make_project("5.2", "sqlite"), NOTES_MODELS + "    extra = models.TextField(null=True)\n")
+    project.migration(
+        "notes",
+        "0002_extra",
+        [("notes", "0001_initial")],
+        'migrations.AddField("note", "extra", models.TextField(null=True)),',
+        attributes='greenlight_phase = "after-switch"',
+    )
+    rc, result = project.run()
+    assert rc == 1
+    assert result["phase_errors"] == [
+        "notes.0002_extra has greenlight_phase = 'after-switch'; use 'before_switch' or 'after_switch' (it is "
+        "treated as before_switch until fixed)."
+    ]
+    assert result["before_switch"] == ["notes.0002_extra"]
+
+
+# ---------------------------------------------------------------------------
+# History problems: conflicts, unknown applied, inconsistent, squashed
+# ---------------------------------------------------------------------------
+
+
+def build_history_problems(project):
+    project.setup(["notes", "books", "tags"])
+    project.write("notes/models.py", NOTES_MODELS)
+    project.migration("notes", "0001_initial", [], NOTES_INITIAL, attributes="initial = True")
+    book = f'migrations.CreateModel(name="Book", fields=[("id", {ID_FIELD}), ("title", models.TextField())]),'
+    project.migration("books", "0001_initial", [], book, attributes="initial = True")
+    project.migration(
+        "books",
+        "0002_book_isbn",
+        [("books", "0001_initial")],
+        'migrations.AddField("book", "isbn", models.TextField(null=True)),',
+    )
+    project.migration(
+        "books",
+        "0003_book_year",
+        [("books", "0002_book_isbn")],
+        'migrations.AddField("book", "year", models.IntegerField(null=True)),',
+    )
+    tag = f'migrations.CreateModel(name="Tag", fields=[("id", {ID_FIELD}), ("label", models.TextField())]),'
+    project.migration("tags", "0001_initial", [], tag, attributes="initial = True")
+    project.migration(
+        "tags",
+        "0002_tag_color",
+        [("tags", "0001_initial")],
+        'migrations.AddField("tag", "color", models.TextField(null=True)),',
+    )
+    project.manage("migrate", "-v0")
+    # Conflict: two leaves in notes.
+    project.migration(
+        "notes",
+        "0002_note_summary",
+        [("notes", "0001_initial")],
+        'migrations.AddField("note", "summary", models.TextField(null=True)),',
+    )
+    project.migration(
+        "notes",
+        "0002_note_rating",
+        [("notes", "0001_initial")],
+        'migrations.AddField("note", "rating", models.IntegerField(null=True)),',
+    )
+    project.write(
+        "notes/models.py",
+        NOTES_MODELS + "    summary = models.TextField(null=True)\n    rating = models.IntegerField(null=True)\n",
+    )
+    # Squash books and delete the replaced files: applied, not recorded yet.
+    for name in ("0001_initial", "0002_book_isbn", "0003_book_year"):
+        (project.root / "books" / "migrations" / f"{name}.py").unlink()
+    project.migration(
+        "books",
+        "0001_squashed_0003_book_year",
+        [],
+        f'migrations.CreateModel(name="Book", fields=[("id", {ID_FIELD}), ("title", models.TextField()), '
+        '("isbn", models.TextField(null=True)), ("year", models.IntegerField(null=True))]),',
+        attributes='initial = True\nreplaces = [("books", "0001_initial"), ("books", "0002_book_isbn"), '
+        '("books", "0003_book_year")]',
+    )
+    project.write(
+        "books/models.py",
+        "from django.db import models\n\n\nclass Book(models.Model):\n"
+        "    title = models.TextField()\n    isbn = models.TextField(null=True)\n"
+        "    year = models.IntegerField(null=True)\n",
+    )
+    project.write(
+        "tags/models.py",
+        "from django.db import models\n\n\nclass Tag(models.Model):\n"
+        "    label = models.TextField()\n    color = models.TextField(null=True)\n",
+    )
+    # Unknown applied: rows without files (another release, an app that is gone).
+    project.record("notes", "0009_from_the_future")
+    project.record("oldapp", "0001_initial")
+    # Inconsistent: tags.0002 recorded, its dependency tags.0001 not.
+    project.forget("tags", "0001_initial")
+    project.drop_bytecode()
+    return project
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_history_problems(make_project, combo):
+    version, db = combo
+    project = build_history_problems(make_project(version, db))
+    rc, result = project.run()
+    assert rc == 1
+    assert result["failed_conditions"] == ["conflicts", "unknown_applied", "inconsistent_history"]
+    assert result["conflicts"] == {"notes": ["0002_note_rating", "0002_note_summary"]}
+    assert result["unknown_applied"] == ["notes.0009_from_the_future", "oldapp.0001_initial"]
+    assert result["squashed_unrecorded"] == ["books.0001_squashed_0003_book_year"]
+    assert "tags.0002_tag_color is applied before its dependency tags.0001_initial" in result["inconsistent_history"]
+    assert result["unmigrated_changes"] == {}
+    msg = result["msg"]
+    assert "notes: 0002_note_rating, 0002_note_summary — conflicting migrations" in msg
+    assert "makemigrations --merge" in msg
+    assert "notes.0009_from_the_future, oldapp.0001_initial — recorded as applied in the database" in msg
+    assert "— inconsistent migration history" in msg
+    # Reporting only.
+    rc, report = project.run(fail_on=[])
+    assert rc == 0 and report["failed_conditions"] == []
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one clear paragraph, never a traceback, never a secret
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_notes(make_project):
+    return build_notes(make_project("5.2", "sqlite"))
+
+
+def _assert_one_paragraph(result):
+    assert result["failed"] is True
+    msg = result["msg"]
+    assert "\n" not in msg and "Traceback" not in msg, msg
+    return msg
+
+
+def test_missing_manage_py(tmp_path):
+    rc, result = run_module({"project_path": str(tmp_path)}, tmp_dir=tmp_path)
+    assert rc == 1
+    assert _assert_one_paragraph(result) == (
+        f"There is no manage.py in {tmp_path}; set project_path to the directory of the Django project (the one "
+        "that contains manage.py)."
+    )
+
+
+def test_missing_interpreters(plain_notes, tmp_path):
+    rc, result = run_module({"project_path": str(plain_notes.root), "venv": str(tmp_path / "nope")})
+    assert rc == 1 and "The virtualenv" in _assert_one_paragraph(result) and "does not exist" in result["msg"]
+    rc, result = run_module({"project_path": str(plain_notes.root), "python": str(tmp_path / "python3")})
+    assert rc == 1 and "does not exist or is not executable" in _assert_one_paragraph(result)
+    rc, result = run_module({"project_path": str(plain_notes.root), "python": "no-such-python3"})
+    assert rc == 1 and "No no-such-python3 interpreter is on PATH" in _assert_one_paragraph(result)
+    rc, result = run_module(
+        {"project_path": str(plain_notes.root), "venv": str(plain_notes.python.parent.parent), "python": "python3"}
+    )
+    assert rc == 1 and "mutually exclusive" in result["msg"]
+
+
+def test_interpreter_without_django(plain_notes):
+    rc, result = run_module({"project_path": str(plain_notes.root), "python": sys.executable})
+    assert rc == 1
+    msg = _assert_one_paragraph(result)
+    assert msg.startswith(f"The interpreter {sys.executable} (Python ")
+    assert "cannot import Django: ModuleNotFoundError: No module named 'django'." in msg
+    assert msg.endswith("Point venv (or python) at the interpreter of the application's virtualenv.")
+
+
+def test_settings_that_do_not_import(plain_notes):
+    rc, result = plain_notes.run(settings="proj.nope")
+    assert rc == 1
+    msg = _assert_one_paragraph(result)
+    assert msg.startswith(
+        "The settings module 'proj.nope' does not import: ModuleNotFoundError: No module named 'proj.nope'."
+    )
+    plain_notes.write("proj/broken.py", "from proj.settings import *\nimport dj_not_installed\n")
+    rc, result = plain_notes.run(settings="proj.broken")
+    assert "'proj.broken' does not import: ModuleNotFoundError: No module named 'dj_not_installed'" in result["msg"]
+
+
+def test_settings_default_from_manage_py_and_environment(plain_notes):
+    rc, result = plain_notes.run()
+    assert rc == 0 and result["plan"] == []
+    # environment wins over manage.py
+    rc, result = plain_notes.run(environment={"DJANGO_SETTINGS_MODULE": "proj.absent"})
+    assert rc == 1 and "'********' does not import" in result["msg"]  # environment values are masked by Ansible
+    manage = plain_notes.root / "manage.py"
+    text = manage.read_text()
+    manage.write_text(text.replace('os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")', "pass"))
+    try:
+        rc, result = plain_notes.run()
+        assert rc == 1
+        assert _assert_one_paragraph(result).startswith("The settings module is not known: set the settings option")
+        rc, result = plain_notes.run(settings="proj.settings")
+        assert rc == 0
+    finally:
+        manage.write_text(text)
+
+
+def test_unknown_database_alias(plain_notes):
+    rc, result = plain_notes.run(database="reporting")
+    assert rc == 1
+    assert _assert_one_paragraph(result) == (
+        "The database alias 'reporting' is not in DATABASES (known aliases: default). Set database to one of those "
+        "aliases."
+    )
+
+
+def test_pythonpath_option(plain_notes, tmp_path):
+    extra = tmp_path / "extra"
+    (extra / "othersettings").mkdir(parents=True)
+    (extra / "othersettings" / "__init__.py").write_text("from proj.settings import *\n")
+    rc, result = plain_notes.run(settings="othersettings")
+    assert rc == 1 and "No module named 'othersettings'" in result["msg"]
+    rc, result = plain_notes.run(settings="othersettings", pythonpath=[str(extra)])
+    assert rc == 0, result
+
+
+def test_missing_sqlite_file_is_an_empty_database(make_project):
+    project = make_project("5.2", "sqlite")
+    project.setup(["notes"])
+    project.write("notes/models.py", NOTES_MODELS)
+    project.migration("notes", "0001_initial", [], NOTES_INITIAL, attributes="initial = True")
+    before = project.snapshot()
+    rc, result = project.run()
+    assert rc == 0, result
+    assert result["plan"] == ["notes.0001_initial"]
+    # Warnings are structured in a module's raw output (ansible-core 2.19+), plain strings before.
+    assert "does not exist yet; it was inspected as an empty database" in json.dumps(result.get("warnings"))
+    assert project.snapshot() == before  # no db.sqlite3 appeared
+
+
+def test_postgres_bad_password_never_leaks(make_project):
+    project = build_notes(make_project("5.2", "postgresql"))
+    server = project.postgres
+    wrong = "Wr0ng-pass-" + os.urandom(4).hex()
+    url = f"postgres://{server.user}:{wrong}@{server.host}:{server.port}/{project.database}"
+    rc, result = project.run(environment={"DATABASE_URL": url})
+    assert rc == 1
+    msg = _assert_one_paragraph(result)
+    assert msg.startswith("The database 'default' (postgresql) is not reachable: ")
+    assert "password authentication failed" in msg
+    assert msg.endswith("and that the server accepts connections from this host.")
+    assert wrong not in json.dumps(result)
+    rc, result = project.run()
+    assert rc == 0 and result["database"] == {"alias": "default", "vendor": "postgresql"}
+
+
+def test_postgres_inspection_is_read_only(make_project):
+    project = build_notes(make_project("5.2", "postgresql"), NOTES_MODELS)
+    project.migration(
+        "notes",
+        "0002_note_summary",
+        [("notes", "0001_initial")],
+        'migrations.AddField("note", "summary", models.TextField(null=True)),',
+    )
+    # A migration file that writes when it is imported: the read-only transaction stops it.
+    project.migration(
+        "notes",
+        "0003_sneaky",
+        [("notes", "0002_note_summary")],
+        "",
+        prelude="from django.db import connection, transaction\n\n"
+        "try:\n"
+        "    with transaction.atomic(), connection.cursor() as c:\n"
+        "        c.execute(\"INSERT INTO django_migrations (app, name, applied) VALUES ('x', 'y', now())\")\n"
+        "except Exception as exc:\n"
+        "    import sys\n"
+        "    print('write refused:', exc, file=sys.stderr)\n",
+    )
+    rc, result = project.run(fail_on=[], include_sql=True)
+    assert rc == 0, result
+    assert result["plan"] == ["notes.0002_note_summary", "notes.0003_sneaky"]
+    count = project.postgres.psql("SELECT count(*) FROM django_migrations WHERE app = 'x'", database=project.database)
+    assert count == "0"
+
+
+# ---------------------------------------------------------------------------
+# Through Ansible itself: AnsiballZ packaging, check mode, no_log
+# ---------------------------------------------------------------------------
+
+PLAYBOOK = """\
+- name: migration_status end to end
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Report only
+      greenlight.django.migration_status:
+        project_path: "{{{{ project }}}}"
+        venv: "{{{{ venv }}}}"
+        fail_on: []
+        include_sql: true
+        environment: "{{{{ app_env }}}}"
+      register: report
+
+    - name: Default fail_on
+      greenlight.django.migration_status:
+        project_path: "{{{{ project }}}}"
+        venv: "{{{{ venv }}}}"
+        environment: "{{{{ app_env }}}}"
+      register: strict
+      ignore_errors: true
+
+    - name: Keep the results
+      ansible.builtin.copy:
+        content: "{{{{ {{'report': report, 'strict': strict}} | to_json }}}}"
+        dest: "{out}"
+        mode: "0600"
+      check_mode: false
+"""
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check_mode"])
+def test_through_ansible_playbook(make_project, tmp_path, check):
+    project = build_notes(make_project("5.2", "postgresql"), NOTES_MODELS + "    tag = models.TextField(null=True)\n")
+    project.migration(
+        "notes",
+        "0002_drop_body",
+        [("notes", "0001_initial")],
+        'migrations.RemoveField("note", "body"),',
+        attributes='greenlight_phase = "after_switch"',
+    )
+    out = tmp_path / "results.json"
+    playbook = tmp_path / "playbook.yml"
+    playbook.write_text(PLAYBOOK.format(out=out))
+    extra = {"project": str(project.root), "venv": str(project.python.parent.parent), "app_env": project.env}
+    command = [str(VENV_BIN / "ansible-playbook"), "-v", str(playbook), "-e", json.dumps(extra)]
+    if check:
+        command.append("--check")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    env["ANSIBLE_NOCOLOR"] = "1"
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())
+    report, strict = results["report"], results["strict"]
+    assert report["changed"] is False and report["failed_conditions"] == []
+    assert report["after_switch"] == ["notes.0002_drop_body"]
+    assert report["pending"][0]["operations"][0]["type"] == "RemoveField"
+    assert any("DROP COLUMN" in line for line in report["pending"][0]["sql"])
+    assert strict["failed"] is True and strict["failed_conditions"] == ["unmigrated_changes"]
+    assert "notes: Add field tag to note — model changes without a migration file" in strict["msg"]
+    password = project.postgres.password
+    assert password not in proc.stdout and password not in proc.stderr
+    assert password not in out.read_text()

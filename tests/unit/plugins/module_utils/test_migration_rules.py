@@ -1,0 +1,565 @@
+"""The classification table and the shaping of migration_status results (pure Python)."""
+
+import pytest
+from ansible_collections.greenlight.django.plugins.module_utils import _migration_rules as rules
+from ansible_collections.greenlight.django.plugins.module_utils._migration_rules import (
+    AFTER_SWITCH,
+    COMPATIBLE,
+    INCOMPATIBLE,
+    UNKNOWN,
+)
+
+C, U, X = COMPATIBLE, UNKNOWN, INCOMPATIBLE  # X: incompatible
+
+
+def field(**overrides):
+    facts = {
+        "name": "f",
+        "class": "django.db.models.fields.IntegerField",
+        "null": False,
+        "has_default": False,
+        "has_db_default": False,
+        "many_to_many": False,
+        "is_relation": False,
+        "related_to": None,
+        "unique": False,
+        "primary_key": False,
+        "generated": False,
+        "column": "f",
+        "db_type": "integer",
+        "auto_through": None,
+    }
+    facts.update(overrides)
+    return facts
+
+
+def op(type_, emits_sql=True, module="django.db.migrations.operations.models", bases=None, **facts):
+    result = {
+        "type": type_,
+        "module": module,
+        "bases": bases if bases is not None else [type_, "Operation"],
+        "django": module.startswith(("django.db.migrations.", "django.contrib.")),
+        "description": f"{type_} description",
+        "reversible": True,
+        "emits_sql": emits_sql,
+    }
+    result.update(facts)
+    return result
+
+
+def alter(old, new, **facts):
+    facts.setdefault("db_change", True)
+    return op("AlterField", old_field=field(**old), new_field=field(**new), **facts)
+
+
+# (id, facts, compatibility, destructive, start of the reason)
+TABLE_CASES = [
+    ("CreateModel", op("CreateModel"), C, False, "A new table"),
+    ("DeleteModel", op("DeleteModel"), X, True, "Old code still queries this table"),
+    ("DeleteModel unmanaged", op("DeleteModel", emits_sql=False), C, False, "Nothing runs on this database"),
+    ("RenameModel", op("RenameModel", old_db_table="a_x", new_db_table="a_y"), X, False, "Old code queries the table"),
+    ("RenameModel same table", op("RenameModel", emits_sql=False), C, False, "Nothing runs"),
+    ("AlterModelTable", op("AlterModelTable"), X, False, "Old code queries the table under its old name"),
+    ("AddField M2M", op("AddField", field=field(many_to_many=True, db_type=None)), C, False, "Creates a new join"),
+    ("AddField generated", op("AddField", field=field(generated=True)), C, False, "The database computes"),
+    ("AddField nullable", op("AddField", field=field(null=True)), C, False, "A nullable column"),
+    ("AddField db_default", op("AddField", field=field(has_db_default=True)), C, False, "The column keeps"),
+    ("AddField NOT NULL default", op("AddField", field=field(has_default=True)), X, False, "A NOT NULL column"),
+    ("AddField NOT NULL", op("AddField", field=field()), X, False, "A NOT NULL column without db_default"),
+    ("AddField NOT NULL FK", op("AddField", field=field(is_relation=True, db_type=None)), X, False, "A NOT NULL"),
+    ("RemoveField", op("RemoveField", field=field()), X, True, "Old code still selects this column"),
+    ("RenameField", op("RenameField", old_column="a", new_column="b"), X, False, "Old code uses the old column"),
+    ("RenameField db_column", op("RenameField", emits_sql=False), C, False, "Nothing runs"),
+    ("AlterField no old field", op("AlterField", new_field=field()), U, False, "The field's previous definition"),
+    ("AlterField null->not null", alter({"null": True}, {"null": False}), X, False, "Old code may still write NULL"),
+    ("AlterField not null->null", alter({"null": False}, {"null": True}), C, False, "Relaxes or keeps"),
+    (
+        "AlterField drops db_default",
+        alter({"has_db_default": True}, {"has_db_default": False}),
+        X,
+        False,
+        "Old code relies on the database default",
+    ),
+    ("AlterField becomes pk", alter({}, {"primary_key": True, "unique": True}), X, False, "Changes the primary key"),
+    ("AlterField type", alter({"db_type": "integer"}, {"db_type": "varchar(20)"}), X, False, "Changes the column type"),
+    (
+        "AlterField narrower",
+        alter({"db_type": "varchar(40)"}, {"db_type": "varchar(20)"}),
+        X,
+        False,
+        "Changes the column type",
+    ),
+    ("AlterField wider", alter({"db_type": "varchar(20)"}, {"db_type": "varchar(40)"}), C, False, "Relaxes"),
+    ("AlterField to text", alter({"db_type": "varchar(20)"}, {"db_type": "text"}), C, False, "Relaxes"),
+    ("AlterField int->bigint", alter({"db_type": "integer"}, {"db_type": "bigint"}), C, False, "Relaxes"),
+    (
+        "AlterField FK target",
+        alter(
+            {"is_relation": True, "db_type": None, "related_to": "a.x"},
+            {"is_relation": True, "db_type": None, "related_to": "a.y"},
+        ),
+        X,
+        False,
+        "Changes the column type",
+    ),
+    (
+        "AlterField FK same target",
+        alter(
+            {"is_relation": True, "db_type": None, "related_to": "a.x"},
+            {"is_relation": True, "db_type": None, "related_to": "a.x"},
+        ),
+        C,
+        False,
+        "Relaxes",
+    ),
+    ("AlterField unique", alter({"unique": False}, {"unique": True}), X, False, "Old code may insert duplicates"),
+    ("AlterField drop unique", alter({"unique": True}, {"unique": False}), C, False, "Relaxes"),
+    ("AlterField help_text only", alter({}, {}, emits_sql=False, db_change=False), C, False, "Nothing runs"),
+    ("AlterUniqueTogether add", op("AlterUniqueTogether", added=[["a", "b"]], removed=[]), X, False, "Old code may"),
+    ("AlterUniqueTogether remove", op("AlterUniqueTogether", added=[], removed=[["a", "b"]]), C, False, "Only removes"),
+    ("AlterIndexTogether", op("AlterIndexTogether", added=[["a"]]), C, False, "Index change only"),
+    (
+        "AddConstraint unique",
+        op("AddConstraint", constraint={"name": "u", "kind": "unique"}),
+        X,
+        False,
+        "Old code may insert duplicates",
+    ),
+    (
+        "AddConstraint check",
+        op("AddConstraint", constraint={"name": "c", "kind": "check"}),
+        U,
+        False,
+        "Old code may write rows this check",
+    ),
+    ("RemoveConstraint", op("RemoveConstraint"), C, False, "Only removes a constraint"),
+    ("AddIndex", op("AddIndex"), C, False, "Index only"),
+    ("RemoveIndex", op("RemoveIndex"), C, False, "Index only; no data is lost"),
+    ("RenameIndex", op("RenameIndex"), C, False, "Index name only"),
+    ("AlterModelOptions", op("AlterModelOptions", emits_sql=False), C, False, "Nothing runs"),
+    ("AlterModelManagers", op("AlterModelManagers", emits_sql=None), C, False, "Python-side managers only"),
+    ("AlterOrderWithRespectTo add", op("AlterOrderWithRespectTo", adds_order_column=True), X, False, "Adds a NOT"),
+    (
+        "AlterOrderWithRespectTo remove",
+        op("AlterOrderWithRespectTo", removes_order_column=True),
+        X,
+        True,
+        "Drops the _order column",
+    ),
+    (
+        "HStoreExtension",
+        op(
+            "HStoreExtension",
+            module="django.contrib.postgres.operations",
+            bases=["HStoreExtension", "CreateExtension", "Operation"],
+        ),
+        C,
+        False,
+        "Installs a PostgreSQL extension",
+    ),
+    (
+        "AddIndexConcurrently",
+        op("AddIndexConcurrently", module="django.contrib.postgres.operations"),
+        C,
+        False,
+        "Index only, built without",
+    ),
+    ("AlterOrderWithRespectTo same", op("AlterOrderWithRespectTo"), C, False, "Does not change the _order"),
+    ("AlterModelTableComment", op("AlterModelTableComment"), C, False, "Table comment only"),
+    (
+        "AddConstraintNotValid",
+        op("AddConstraintNotValid", module="django.contrib.postgres.operations", constraint={"kind": "check"}),
+        U,
+        False,
+        "New rows written by old code are checked",
+    ),
+    (
+        "ValidateConstraint",
+        op("ValidateConstraint", module="django.contrib.postgres.operations"),
+        C,
+        False,
+        "Validates existing rows",
+    ),
+    (
+        "RemoveIndexConcurrently",
+        op("RemoveIndexConcurrently", module="django.contrib.postgres.operations"),
+        C,
+        False,
+        "Index only; no data is lost",
+    ),
+    ("CreateCollation", op("CreateCollation", module="django.contrib.postgres.operations"), C, False, "Creates a"),
+    ("RemoveCollation", op("RemoveCollation", module="django.contrib.postgres.operations"), C, False, "Removes a"),
+    ("RunPython", op("RunPython", emits_sql=None, has_reverse=False), U, False, "Runs arbitrary Python"),
+    ("RunPython noop", op("RunPython", emits_sql=False, noop=True), C, False, "Nothing runs on this database"),
+    (
+        "RunSQL",
+        op("RunSQL", sql_text=["UPDATE t SET a = 1"], has_reverse=True),
+        U,
+        False,
+        "Raw SQL that greenlight",
+    ),
+    ("RunSQL DELETE", op("RunSQL", sql_text=["DELETE FROM t"]), U, True, "Raw SQL with DROP, TRUNCATE or DELETE"),
+    ("RunSQL DROP TABLE", op("RunSQL", sql_text=["DROP TABLE t"]), U, True, "Raw SQL with DROP"),
+    ("RunSQL TRUNCATE", op("RunSQL", sql_text=["truncate t"]), U, True, "Raw SQL with DROP"),
+    ("RunSQL empty", op("RunSQL", emits_sql=False, sql_text=[""], noop=True), C, False, "Nothing runs"),
+    (
+        "SeparateDatabaseAndState state only",
+        op("SeparateDatabaseAndState", emits_sql=False, database_operations=[]),
+        C,
+        False,
+        "SeparateDatabaseAndState without database_operations: state only",
+    ),
+    (
+        "SeparateDatabaseAndState dropping",
+        op(
+            "SeparateDatabaseAndState",
+            emits_sql=True,
+            database_operations=[op("CreateModel"), op("RemoveField", field=field())],
+        ),
+        X,
+        True,
+        "Judged by its database_operations. RemoveField description: Old code still selects",
+    ),
+    (
+        "SeparateDatabaseAndState third-party inside",
+        op(
+            "SeparateDatabaseAndState",
+            emits_sql=None,
+            database_operations=[op("Custom", module="myapp.ops", bases=[])],
+        ),
+        U,
+        False,
+        "Judged by its database_operations. Custom description: Third-party operation myapp.ops.Custom",
+    ),
+    (
+        "third-party",
+        op("LogMessage", module="shop.operations", bases=[], emits_sql=None),
+        U,
+        False,
+        "Third-party operation shop.operations.LogMessage",
+    ),
+    (
+        "third-party subclass of a Django op",
+        op("MyAddField", module="shop.ops", bases=["AddField", "FieldOperation", "Operation"], field=field(null=True)),
+        U,
+        False,
+        "Third-party operation shop.ops.MyAddField",
+    ),
+    (
+        "Django op not in the table",
+        op("AlterBrandNewThing", bases=["AlterBrandNewThing", "Operation"]),
+        U,
+        False,
+        "Django operation django.db.migrations.operations.models.AlterBrandNewThing is not in greenlight's table",
+    ),
+    ("unreadable", op("AddField", error="KeyError: ('shop', 'x')"), U, False, "greenlight could not read"),
+]
+
+
+@pytest.mark.parametrize(
+    ("facts", "compatibility", "destructive", "reason"),
+    [pytest.param(*case[1:], id=case[0]) for case in TABLE_CASES],
+)
+def test_table(facts, compatibility, destructive, reason):
+    verdict = rules.classify_operation(facts)
+    assert verdict["compatibility"] == compatibility
+    assert verdict["destructive"] is destructive
+    assert verdict["reason"].startswith(reason), verdict["reason"]
+
+
+def test_every_row_is_reachable_and_worded():
+    tested = {case[1]["type"] for case in TABLE_CASES} | {
+        name for case in TABLE_CASES for name in case[1].get("bases", [])
+    }
+    for operation, when, compatibility, destructive, reason in rules.RULES:
+        assert operation == "*" or operation in tested, f"no test case for {operation}"
+        assert callable(when)
+        assert compatibility in (C, U, X)
+        assert isinstance(destructive, bool)
+        assert reason[0].isupper() or reason.startswith("greenlight") or reason.startswith("_")
+        assert reason.endswith(".")
+        assert "\n" not in reason
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "widens"),
+    [
+        ("varchar(10)", "varchar(10)", True),
+        ("varchar(10)", "varchar(11)", True),
+        ("varchar(10)", "varchar(9)", False),
+        ("varchar(10)", "text", True),
+        ("character varying(5)", "character varying(50)", True),
+        ("text", "varchar(100)", False),
+        ("smallint", "integer", True),
+        ("integer", "bigint", True),
+        ("bigint", "integer", False),
+        ("numeric(10, 2)", "numeric(12, 2)", True),
+        ("numeric(10, 2)", "numeric(12, 3)", False),
+        ("numeric(10, 2)", "numeric(8, 2)", False),
+        ("integer", "varchar(20)", False),
+        ("bool", "boolean", False),
+    ],
+)
+def test_widens_type(old, new, widens):
+    assert rules.widens_type(old, new) is widens
+
+
+@pytest.mark.parametrize(
+    ("sql", "deletes"),
+    [
+        ("DELETE FROM notes_note", True),
+        ("  delete from x where id = 1", True),
+        ("TRUNCATE notes_note", True),
+        ("ALTER TABLE t DROP COLUMN c", True),
+        ("ALTER TABLE t DROP c", True),
+        ("DROP TABLE t", True),
+        ("DROP INDEX t_idx", False),
+        ("ALTER TABLE t DROP CONSTRAINT c", False),
+        ("ALTER TABLE t ALTER COLUMN c DROP DEFAULT", False),
+        ("ALTER TABLE t ALTER COLUMN c DROP NOT NULL", False),
+        ("CREATE TABLE t (a int REFERENCES b ON DELETE CASCADE)", False),
+        ("UPDATE t SET note = 'please delete me'", False),
+        ("-- we never DELETE here\nUPDATE t SET a = 1", False),
+        ("/* DROP TABLE t */ SELECT 1", False),
+        ("UPDATE t SET deleted = true", False),
+    ],
+)
+def test_sql_deletes_data(sql, deletes):
+    assert rules.sql_deletes_data({"sql_text": [sql]}) is deletes
+
+
+def entry(name, ops, app="notes", phase=None, safe=None, dependencies=(), sql=None):
+    result = {
+        "app": app,
+        "name": name,
+        "phase": phase,
+        "safe": safe,
+        "operations": ops,
+        "dependencies": list(dependencies),
+    }
+    if sql is not None:
+        result["sql"] = sql
+    return result
+
+
+def test_classify_migration_takes_the_worst_and_all_reversible():
+    item = rules.classify_migration(
+        entry(
+            "0002_x",
+            [
+                op("CreateModel"),
+                op("RunPython", emits_sql=None, has_reverse=False, reversible=False),
+                op("RemoveField", field=field()),
+            ],
+        )
+    )
+    assert item["compatibility"] == X
+    assert item["destructive"] is True
+    assert item["reversible"] is False
+    assert item["accepted"] is False
+    assert item["phase"] == "before_switch"
+    assert [o["compatibility"] for o in item["operations"]] == [C, U, X]
+    assert set(item["operations"][0]) == {"type", "description", "compatibility", "destructive", "reversible", "reason"}
+    assert "sql" not in item
+
+
+def test_greenlight_safe_accepts_but_keeps_destructive():
+    item = rules.classify_migration(
+        entry("0003_x", [op("RunPython", emits_sql=None), op("RemoveField", field=field())], safe=True),
+        include_sql=True,
+    )
+    assert item["compatibility"] == C
+    assert item["accepted"] is True
+    assert item["destructive"] is True
+    assert item["sql"] == []
+    reasons = [o["reason"] for o in item["operations"]]
+    assert reasons[0].startswith("Accepted by greenlight_safe = True (otherwise unknown): Runs arbitrary Python")
+    assert reasons[1].startswith("Accepted by greenlight_safe = True (otherwise incompatible): Old code")
+
+
+def test_greenlight_safe_must_be_true():
+    item = rules.classify_migration(entry("0003_x", [op("RunPython", emits_sql=None)], safe="yes"))
+    assert item["compatibility"] == U and item["accepted"] is False
+
+
+def test_phase_errors_direct_transitive_and_invalid():
+    entries = [
+        entry("0002_a", [], phase=AFTER_SWITCH),
+        entry("0003_b", [], dependencies=["notes.0002_a"]),
+        entry("0004_c", [], dependencies=["notes.0003_b"], phase="before_switch"),
+        entry("0001_x", [], app="shop", phase="later"),
+        entry("0002_y", [], app="shop", dependencies=["shop.0001_x", "notes.0001_applied"]),
+    ]
+    errors = rules.phase_errors(entries)
+    assert errors == [
+        "shop.0001_x has greenlight_phase = 'later'; use 'before_switch' or 'after_switch' (it is treated as "
+        "before_switch until fixed).",
+        "notes.0003_b is before_switch but depends on notes.0002_a, which is after_switch: before-switch "
+        "migrations run before the switch and cannot need an after-switch one; mark notes.0003_b after_switch "
+        "too, or remove the dependency.",
+        "notes.0004_c is before_switch but depends on notes.0002_a (through notes.0003_b), which is after_switch: "
+        "before-switch migrations run before the switch and cannot need an after-switch one; mark notes.0004_c "
+        "after_switch too, or remove the dependency.",
+    ]
+
+
+def test_phase_errors_none_when_after_depends_on_before():
+    entries = [
+        entry("0002_a", []),
+        entry("0003_b", [], phase=AFTER_SWITCH, dependencies=["notes.0002_a"]),
+        entry("0004_c", [], phase=AFTER_SWITCH, dependencies=["notes.0003_b"]),
+    ]
+    assert rules.phase_errors(entries) == []
+
+
+REPORT = {
+    "ok": True,
+    "django_version": "5.2.19",
+    "database": {"alias": "default", "vendor": "sqlite"},
+    "pending": [
+        entry("0002_add", [op("AddField", field=field(null=True))]),
+        entry("0003_drop", [op("RemoveField", field=field())], phase=AFTER_SWITCH, dependencies=["notes.0002_add"]),
+    ],
+    "unmigrated_changes": {},
+    "conflicts": {},
+    "unknown_applied": [],
+    "inconsistent_history": None,
+    "squashed_unrecorded": ["books.0001_squashed_0003_x"],
+}
+
+
+def test_build_result_splits_the_plan_and_ignores_after_switch_for_compatibility():
+    result = rules.build_result(REPORT)
+    assert result["changed"] is False
+    assert result["plan"] == ["notes.0002_add", "notes.0003_drop"]
+    assert result["before_switch"] == ["notes.0002_add"]
+    assert result["after_switch"] == ["notes.0003_drop"]
+    assert result["backward_compatible"] is True
+    assert result["destructive"] is True
+    assert result["squashed_unrecorded"] == ["books.0001_squashed_0003_x"]
+    assert result["phase_errors"] == []
+    assert result["database"] == {"alias": "default", "vendor": "sqlite"}
+    assert set(result) == {
+        "changed",
+        "plan",
+        "pending",
+        "backward_compatible",
+        "destructive",
+        "unmigrated_changes",
+        "conflicts",
+        "unknown_applied",
+        "inconsistent_history",
+        "squashed_unrecorded",
+        "phase_errors",
+        "before_switch",
+        "after_switch",
+        "django_version",
+        "database",
+    }
+
+
+def test_build_result_empty_plan():
+    result = rules.build_result({"pending": [], "django_version": "4.2.30", "database": {}})
+    assert result["plan"] == [] and result["backward_compatible"] is True and result["destructive"] is False
+
+
+def _problem_result():
+    report = dict(REPORT)
+    report["pending"] = [
+        entry("0002_add", [op("AddField", field=field())]),
+        entry("0003_code", [op("RunPython", emits_sql=None)]),
+        entry("0004_drop", [op("RemoveField", field=field())], phase=AFTER_SWITCH),
+        entry("0005_late", [], dependencies=["notes.0004_drop"]),
+    ]
+    report["unmigrated_changes"] = {"notes": ["Add field priority to note"], "shop": ["Create model Cart"]}
+    report["conflicts"] = {"notes": ["0002_a", "0002_b"]}
+    report["unknown_applied"] = ["notes.0009_future"]
+    report["inconsistent_history"] = (
+        "Migration notes.0002_a is applied before its dependency notes.0001_initial on database 'default'."
+    )
+    return rules.build_result(report)
+
+
+def test_failed_conditions_follow_fail_on():
+    result = _problem_result()
+    assert rules.failed_conditions(result, rules.DEFAULT_FAIL_ON) == [
+        "unmigrated_changes",
+        "conflicts",
+        "unknown_applied",
+        "inconsistent_history",
+        "phase_errors",
+    ]
+    assert rules.failed_conditions(result, []) == []
+    assert rules.failed_conditions(result, ["destructive", "pending", "incompatible"]) == [
+        "pending",
+        "incompatible",
+        "destructive",
+    ]
+    clean = rules.build_result({"pending": []})
+    assert rules.failed_conditions(clean, list(rules.FAIL_ON_CHOICES)) == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        (
+            "unmigrated_changes",
+            "notes: Add field priority to note; shop: Create model Cart — model changes without a migration file. "
+            "Run `manage.py makemigrations` in development, commit the file, and deploy again; never run "
+            "makemigrations on a server.",
+        ),
+        (
+            "conflicts",
+            "notes: 0002_a, 0002_b — conflicting migrations (more than one leaf in the app). Run `manage.py "
+            "makemigrations --merge` in development, commit the merge migration, and deploy again.",
+        ),
+        ("unknown_applied", "notes.0009_future — recorded as applied in the database but missing from this release"),
+        (
+            "inconsistent_history",
+            "Migration notes.0002_a is applied before its dependency notes.0001_initial on database 'default' — "
+            "inconsistent migration history",
+        ),
+        ("phase_errors", "Phase errors: notes.0005_late is before_switch but depends on notes.0004_drop"),
+        (
+            "pending",
+            "notes.0002_add, notes.0003_code, notes.0004_drop, notes.0005_late — migrations not applied yet. Run "
+            "`manage.py migrate` to apply them.",
+        ),
+        (
+            "incompatible",
+            "notes.0002_add: AddField description (incompatible: A NOT NULL column without db_default: Django "
+            "drops the default",
+        ),
+        (
+            "destructive",
+            "notes.0004_drop (RemoveField description) — destroys data (drops a column or table, or runs "
+            "DROP/TRUNCATE/DELETE). Take a backup",
+        ),
+    ],
+)
+def test_failure_messages(condition, expected):
+    message = rules.failure_message(_problem_result(), [condition])
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_incompatible_message_lists_unknown_and_skips_after_switch():
+    message = rules.failure_message(_problem_result(), ["incompatible"])
+    assert "notes.0003_code: RunPython description (unknown: Runs arbitrary Python" in message
+    assert "0004_drop" not in message
+    assert message.endswith(
+        '(set greenlight_phase = "after_switch" on the contracting migration), or, once '
+        "reviewed, set greenlight_safe = True."
+    )
+
+
+def test_failure_message_joins_conditions():
+    message = rules.failure_message(_problem_result(), ["conflicts", "pending"])
+    assert message.index("conflicting migrations") < message.index("migrations not applied yet")
+
+
+def test_worst():
+    assert rules.worst([]) == C
+    assert rules.worst([C, U]) == U
+    assert rules.worst([U, X, C]) == X
+    assert rules.worst(["strange"]) == U
