@@ -1,0 +1,335 @@
+"""code_sync, wsgi and traffic together, checked the way a user sees them.
+
+The tests run in file order and build on each other like a real sequence of
+deploys: v1 (converge) is served; v2 goes out behind the maintenance page;
+v2b goes out on green while requests keep coming; then failures that must
+leave the site serving, keep-N, the other sources and refused inputs. The
+playbooks in ../steps/ are run with ansible-playbook against the same
+container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+
+SCENARIO = Path(__file__).resolve().parents[1]
+PROJECT = SCENARIO.parents[1]
+APP = "/srv/demo"
+CONF = "/etc/nginx/greenlight/demo"
+PROBE = "a \"quoted\" $value with `ticks`, a \\backslash and 'single quotes'"
+STATE: dict[str, str] = {}
+SCRATCH = "/var/lib/greenlight-tests"  # in the container: load output, probe script, backups
+
+
+def run_step(playbook: str, extra_vars: dict | None = None, inventory: str | None = None):
+    """Run ../steps/<playbook> against the scenario's container."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
+    config = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"), "ansible.cfg")
+    if config.is_file():
+        env["ANSIBLE_CONFIG"] = str(config)
+    argv = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        "-i",
+        inventory or str(Path(INVENTORY).parent),
+        str(SCENARIO / "steps" / playbook),
+    ]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
+
+
+def output_of(result) -> str:
+    return result.stdout + result.stderr
+
+
+def succeeded(result) -> bool:
+    return result.returncode == 0
+
+
+def tail(result) -> str:
+    return output_of(result)[-6000:]
+
+
+def http(host, path: str, port: int = 80) -> tuple[int, dict[str, str], str]:
+    """(status, headers, body) of a GET from inside the container."""
+    raw = host.check_output(f"curl -s -D - --max-time 10 http://127.0.0.1:{port}{path}")
+    head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
+    lines = head.splitlines()
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, headers, body
+
+
+def release_of(host, pointer: str) -> str:
+    return host.check_output(f"readlink {APP}/{pointer}").rsplit("/", 1)[-1]
+
+
+def releases(host, app: str = APP) -> list[str]:
+    return sorted(host.check_output(f"ls -1 {app}/releases").split())
+
+
+# --- v1, as converge left it ---------------------------------------------------
+
+
+def test_v1_is_served_through_nginx(host):
+    status, _, body = http(host, "/")
+    assert status == 200
+    assert "v1" in body
+    assert http(host, "/version")[2].strip() == "v1"
+    assert http(host, "/healthz")[2].strip() == "ok v1"
+
+
+def test_static_files_come_from_the_active_release(host):
+    status, headers, _ = http(host, "/static/admin/css/base.css")
+    assert status == 200
+    assert "expires" in headers
+    assert host.file(f"{APP}/current/static/admin/css/base.css").exists
+
+
+def test_gunicorn_runs_unprivileged_on_loopback(host):
+    unit = host.service("greenlight-demo@current")
+    assert unit.is_running
+    assert unit.is_enabled
+    assert host.socket("tcp://127.0.0.1:8000").is_listening
+    assert not host.socket("tcp://0.0.0.0:8000").is_listening
+    owners = host.check_output("ps -eo user:20=,args= | grep '[g]unicorn' | awk '{print $1}' | sort -u")
+    assert owners.split() == ["demo"]
+
+
+def test_the_app_user_cannot_write_its_code_but_can_write_media(host):
+    release = f"{APP}/releases/{release_of(host, 'current')}"
+    assert host.run(f"sudo -u demo touch {release}/manage.py").rc != 0
+    assert host.run(f"sudo -u demo touch {release}/.venv/bin/intruder").rc != 0
+    assert host.run(f"sudo -u demo touch {release}/static/intruder").rc != 0
+    assert host.run(f"sudo -u demo touch {APP}/shared/media/upload-check").rc == 0
+    host.run(f"rm -f {APP}/shared/media/upload-check")
+
+
+def test_the_environment_file_is_root_only(host):
+    env_file = host.file(f"{APP}/shared/.env")
+    assert env_file.user == "root"
+    assert env_file.group == "root"
+    assert env_file.mode == 0o600
+    assert host.run(f"sudo -u demo cat {APP}/shared/.env").rc != 0
+
+
+def test_wrapper_and_systemd_give_the_same_environment_and_no_secret_on_a_command_line(host):
+    host.run(
+        f"mkdir -p {SCRATCH} && printf '%s\\n' 'import os' 'print(os.environ[\"GREENLIGHT_PROBE\"])'"
+        f" 'print(os.getuid())' > {SCRATCH}/probe_env.py && chmod 0644 {SCRATCH}/probe_env.py"
+    )
+    seen = host.check_output(f"{APP}/bin/manage --python {SCRATCH}/probe_env.py {APP}/current").splitlines()
+    assert seen[0] == PROBE
+    assert int(seen[1]) == int(host.check_output("id -u demo"))
+    pid = host.check_output("systemctl show -p MainPID --value greenlight-demo@current")
+    environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
+    assert f"GREENLIGHT_PROBE={PROBE}" in environ.splitlines()
+    assert "demo-db-password" not in host.check_output("ps -eo args=")
+
+
+def test_the_wrapper_refuses_an_environment_file_others_may_write(host):
+    try:
+        host.run(f"chmod 0620 {APP}/shared/.env")
+        result = host.run(f"{APP}/bin/manage {APP}/current check")
+        assert result.rc != 0
+        assert "refusing" in result.stderr
+    finally:
+        host.run(f"chmod 0600 {APP}/shared/.env")
+
+
+# --- simple deploy: v2 behind the maintenance page -----------------------------
+
+
+def test_the_downtime_window_shows_the_maintenance_page(host):
+    STATE["v1"] = release_of(host, "current")
+    result = run_step("window_open.yml")
+    assert succeeded(result), tail(result)
+    status, headers, body = http(host, "/")
+    assert status == 503
+    assert headers.get("retry-after") == "120"
+    assert "maintenance" in body.lower()
+    assert http(host, "/healthz")[0] == 503
+    assert not host.service("greenlight-demo@current").is_running
+    assert not host.socket("tcp://127.0.0.1:8000").is_listening
+
+
+def test_closing_the_window_switches_current_and_serves_v2(host):
+    result = run_step("window_close.yml")
+    assert succeeded(result), tail(result)
+    assert http(host, "/version")[2].strip() == "v2"
+    assert http(host, "/healthz")[0] == 200
+    STATE["v2"] = release_of(host, "current")
+    assert STATE["v2"] != STATE["v1"]
+    assert host.file(f"{APP}/current").is_symlink
+    assert host.file(f"{APP}/releases/{STATE['v1']}/REVISION").exists
+    assert host.check_output(f"ls -A {APP} | grep -c '^\\.' || true") == "0", "a temporary link was left behind"
+
+
+# --- blue-green: v2b on green while requests keep coming -----------------------
+
+# Bounded by count (2000 rounds) and time (120 s); stops earlier when told to.
+# Each curl sends three requests over one kept-alive connection.
+LOAD = (
+    f"mkdir -p {SCRATCH} && rm -f {SCRATCH}/load.out {SCRATCH}/load.stop {SCRATCH}/load.done; "
+    "nohup bash -c '"
+    "end=$((SECONDS + 120)); "
+    "for i in $(seq 1 2000); do "
+    f"[ -e {SCRATCH}/load.stop ] || [ $SECONDS -ge $end ] && break; "
+    'curl -s --max-time 10 -w " %{http_code}\\n" '
+    f"http://127.0.0.1/version http://127.0.0.1/version http://127.0.0.1/version >> {SCRATCH}/load.out; "
+    f"done; touch {SCRATCH}/load.done' >/dev/null 2>&1 &"
+)
+
+
+def parse_load(text: str) -> list[tuple[str, str]]:
+    """(version, status) per request from lines 'v2' / ' 200' (a failed request has no body line)."""
+    answers, version = [], ""
+    for line in text.splitlines():
+        if line.startswith(" "):
+            answers.append((version, line.strip()))
+            version = ""
+        else:
+            version = line.strip()
+    return answers
+
+
+def test_the_idle_colour_is_prepared_and_healthy(host):
+    result = run_step("bg_prepare.yml")
+    assert succeeded(result), tail(result)
+    STATE["v2b"] = release_of(host, "green")
+    assert host.service("greenlight-demo@green").is_running
+    assert http(host, "/version", port=8002)[2].strip() == "v2b"
+    assert http(host, "/version")[2].strip() == "v2", "nginx must still send traffic to current"
+
+
+def test_the_colour_switch_fails_no_request(host):
+    host.run(LOAD)
+    time.sleep(2)
+    result = run_step("switch.yml", {"new_colour": "green", "old_colour": "current"})
+    time.sleep(2)
+    host.run(f"touch {SCRATCH}/load.stop")
+    for _ in range(30):
+        if host.file(f"{SCRATCH}/load.done").exists:
+            break
+        time.sleep(1)
+    assert succeeded(result), tail(result)
+    answers = parse_load(host.check_output(f"cat {SCRATCH}/load.out"))
+    failed = [answer for answer in answers if answer[1] != "200"]
+    assert len(answers) > 30
+    assert not failed, f"{len(failed)} of {len(answers)} requests failed: {failed[:10]}"
+    versions = [version for version, _ in answers]
+    assert "v2" in versions
+    assert versions[-1] == "v2b"
+    assert http(host, "/version")[2].strip() == "v2b"
+    assert http(host, "/static/admin/css/base.css")[0] == 200
+    assert host.check_output(f"readlink {CONF}/active.conf") == "upstream-green.conf"
+    assert not host.service("greenlight-demo@current").is_running
+
+
+def test_switching_to_the_active_colour_changes_nothing(host):
+    result = run_step("switch.yml", {"new_colour": "green"})
+    assert succeeded(result), tail(result)
+    assert "changed=0" in result.stdout
+
+
+def test_a_configuration_nginx_rejects_keeps_the_active_colour(host):
+    host.run(f"mkdir -p {SCRATCH} && cp -p {CONF}/upstream-blue.conf {SCRATCH}/upstream-blue.conf.orig")
+    try:
+        host.run(f"echo 'this_is_no_directive;' >> {CONF}/upstream-blue.conf")
+        result = run_step("switch.yml", {"new_colour": "blue"})
+        assert not succeeded(result)
+        assert "nginx -t failed" in output_of(result)
+        assert "this_is_no_directive" in output_of(result)
+        assert host.check_output(f"readlink {CONF}/active.conf") == "upstream-green.conf"
+        assert http(host, "/version")[2].strip() == "v2b"
+    finally:
+        host.run(f"cp -p {SCRATCH}/upstream-blue.conf.orig {CONF}/upstream-blue.conf")
+
+
+# --- keep N --------------------------------------------------------------------
+
+
+def test_keep_n_never_removes_a_referenced_release(host):
+    # keep 2 (group_vars): v1 is the oldest of three, but blue still points at it.
+    assert releases(host) == sorted([STATE["v1"], STATE["v2"], STATE["v2b"]])
+    assert release_of(host, "blue") == STATE["v1"]
+    result = run_step("cleanup.yml", {"pointer": "blue", "release_id": STATE["v2b"], "keep_releases": 1})
+    assert succeeded(result), tail(result)
+    # keep 1: v1 is referenced no more and goes; v2 stays because current points at it.
+    assert releases(host) == sorted([STATE["v2"], STATE["v2b"]])
+    assert http(host, "/version")[2].strip() == "v2b"
+
+
+# --- failures that must leave the site serving ---------------------------------
+
+
+def test_a_start_that_never_gets_healthy_fails_with_the_journal(host):
+    try:
+        unhealthy = {"instance": "blue", "wsgi_health_path": "/no-such-page", "wsgi_health_timeout": 5}
+        result = run_step("start.yml", unhealthy)
+        assert not succeeded(result)
+        text = output_of(result)
+        assert "did not answer" in text
+        assert "journal lines" in text
+        assert "GET /no-such-page" in text, "the journal of the unit should be in the message"
+    finally:
+        host.run("systemctl stop greenlight-demo@blue")
+    assert http(host, "/version")[2].strip() == "v2b"
+
+
+def test_a_release_that_fails_is_removed_and_named(host):
+    before = releases(host)
+    result = run_step("release.yml", {"demo_version": "broken"})
+    assert not succeeded(result)
+    text = output_of(result)
+    assert "was not created" in text
+    assert "Collect the static files" in text
+    assert "settings broken on purpose" in text
+    assert releases(host) == before
+    assert http(host, "/version")[2].strip() == "v2b"
+
+
+# --- other sources -------------------------------------------------------------
+
+
+def test_git_clone_and_git_archive_give_the_same_release(host):
+    result = run_step("git_sources.yml")
+    assert succeeded(result), tail(result)
+    (release,) = releases(host, "/srv/demo_alt")
+    revision = host.check_output(f"cat /srv/demo_alt/releases/{release}/REVISION")
+    assert len(revision) == 40
+    assert release.endswith("-" + revision[:12])
+    assert host.run(f"/srv/demo_alt/bin/manage /srv/demo_alt/releases/{release} check").rc == 0
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed on the controller")
+def test_rsync_source_makes_a_release_once(host):
+    result = run_step("rsync_source.yml")
+    assert succeeded(result), tail(result)
+    assert len(releases(host, "/srv/demo_alt")) == 2
+
+
+# --- refused inputs -------------------------------------------------------------
+
+
+def test_invalid_inputs_are_refused_before_any_change(host, tmp_path):
+    # The inventory file alone, without the scenario's group_vars: no role has an application name.
+    inventory = tmp_path / "inventory.yml"
+    shutil.copy(INVENTORY, inventory)
+    result = run_step("invalid_inputs.yml", inventory=str(inventory))
+    assert succeeded(result), tail(result)
+    assert "changed=0" in result.stdout
+    assert "rescued=8" in result.stdout
