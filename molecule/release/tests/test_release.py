@@ -66,10 +66,10 @@ def tail(result) -> str:
 def http(host, path: str, port: int = 80) -> tuple[int, dict[str, str], str]:
     """(status, headers, body) of a GET from inside the container."""
     raw = host.check_output(f"curl -s -D - --max-time 10 http://127.0.0.1:{port}{path}")
-    head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
+    head, _sep, body = raw.replace("\r\n", "\n").partition("\n\n")
     lines = head.splitlines()
     status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    headers = {k.strip().lower(): v.strip() for k, _sep, v in (line.partition(":") for line in lines[1:])}
     return status, headers, body
 
 
@@ -85,7 +85,7 @@ def releases(host, app: str = APP) -> list[str]:
 
 
 def test_v1_is_served_through_nginx(host):
-    status, _, body = http(host, "/")
+    status, _headers, body = http(host, "/")
     assert status == 200
     assert "v1" in body
     assert http(host, "/version")[2].strip() == "v1"
@@ -93,7 +93,7 @@ def test_v1_is_served_through_nginx(host):
 
 
 def test_static_files_come_from_the_active_release(host):
-    status, headers, _ = http(host, "/static/admin/css/base.css")
+    status, headers, _body = http(host, "/static/admin/css/base.css")
     assert status == 200
     assert "expires" in headers
     assert host.file(f"{APP}/current/static/admin/css/base.css").exists
@@ -221,7 +221,7 @@ def test_the_colour_switch_fails_no_request(host):
     result = run_step("switch.yml", {"new_colour": "green", "old_colour": "current"})
     time.sleep(2)
     host.run(f"touch {SCRATCH}/load.stop")
-    for _ in range(30):
+    for _attempt in range(30):
         if host.file(f"{SCRATCH}/load.done").exists:
             break
         time.sleep(1)
@@ -230,7 +230,7 @@ def test_the_colour_switch_fails_no_request(host):
     failed = [answer for answer in answers if answer[1] != "200"]
     assert len(answers) > 30
     assert not failed, f"{len(failed)} of {len(answers)} requests failed: {failed[:10]}"
-    versions = [version for version, _ in answers]
+    versions = [version for version, _code in answers]
     assert "v2" in versions
     assert versions[-1] == "v2b"
     assert http(host, "/version")[2].strip() == "v2b"

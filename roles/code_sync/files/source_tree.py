@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Revision and archive of a project tree, computed on the controller.
 
 Used by the greenlight.django.code_sync role::

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Wait until a URL answers 2xx a number of times in a row, within a deadline.
 
     wait_healthy.py --url URL [--successes N] [--timeout SECONDS] [--interval SECONDS] [--host HOST]
