@@ -18,14 +18,17 @@ export PYTHONDONTWRITEBYTECODE := 1
 export GREENLIGHT_BASE_IMAGE = $(shell cat $(BUILD)/base-image.tag 2>/dev/null)
 
 
-.PHONY: help setup venv link docker image lint sanity unit functional molecule bench-smoke test demo build clean
+.PHONY: help setup host-packages venv link docker image lint sanity unit functional molecule bench-smoke test demo build clean
 
 help:
 	@echo "make demo   - set up and deploy the demo project into a local container"
 	@echo "make test   - set up and run every check (lint, unit, functional, molecule)"
 	@echo "make setup  - only the set-up: virtualenv, Docker daemon, base image"
 
-setup: venv link image
+setup: venv link image host-packages
+
+host-packages:
+	@bash scripts/ensure-host-packages.sh
 
 $(BIN)/.installed: requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -78,8 +81,7 @@ test: setup lint sanity unit functional molecule bench-smoke
 	@echo "make test: all checks passed"
 
 demo: setup
-	@echo "Set-up complete (virtualenv, Docker daemon, base image $$(cat $(BUILD)/base-image.tag))."
-	@echo "The demo deploy arrives with the deploy playbooks; nothing more to run yet."
+	@bash scripts/demo.sh
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist .

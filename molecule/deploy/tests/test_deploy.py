@@ -1,0 +1,174 @@
+"""The simple deploy playbook, checked the way a user sees it.
+
+Tests run in file order and build on each other like a real sequence of
+deploys: v1 (converge) serves; v2 goes out while a probe measures the downtime
+window; v2 again changes nothing; v3 is refused; v5 fails half way and is
+undone; a held lock stops a second deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+
+PROJECT = Path(__file__).resolve().parents[3]
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+APP = "/srv/demo"
+PSQL = "sudo -u postgres psql -XAtq -d demo -c"
+PROBE = "/var/lib/greenlight-tests/probe.log"
+
+
+def deploy(version: str, *extra: str, playbook: str = "deploy.yml"):
+    """Run the playbook from the checkout against the scenario's container."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
+    config = EPHEMERAL / "ansible.cfg"
+    if config.is_file():
+        env["ANSIBLE_CONFIG"] = str(config)
+    argv = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        "-i",
+        str(Path(INVENTORY).parent),
+        str(PROJECT / "playbooks" / playbook),
+        "-e",
+        json.dumps({"demo_version": version}),
+        *extra,
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
+
+
+def out(result) -> str:
+    return (result.stdout + result.stderr)[-8000:]
+
+
+def summary() -> dict:
+    return json.loads((EPHEMERAL / "summary.json").read_text())
+
+
+def served_version(host) -> str:
+    return host.check_output("curl -s --max-time 5 http://127.0.0.1/version").strip()
+
+
+def data_checksum(host) -> str:
+    """Rows and schema of the demo database: what a deploy must never lose."""
+    rows = host.check_output(
+        f"{PSQL} \"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY id), '')) FROM notes_note t\""
+    )
+    schema = host.check_output(
+        f"{PSQL} \"SELECT md5(string_agg(table_name || '.' || column_name || ':' || data_type || ':' || is_nullable,"
+        " ',' ORDER BY table_name, column_name)) FROM information_schema.columns WHERE table_schema = 'public'\""
+    )
+    applied = host.check_output(
+        f"{PSQL} \"SELECT string_agg(app || '.' || name, ',' ORDER BY app, name) FROM django_migrations\""
+    )
+    return f"{rows}/{schema}/{applied}"
+
+
+def write_note(host, title: str) -> None:
+    host.check_output(f"curl -sf --max-time 5 -X POST -d title={title} http://127.0.0.1/notes/new")
+
+
+def test_v1_serves_through_nginx(host):
+    assert served_version(host) == "v1"
+    assert host.check_output("curl -s http://127.0.0.1/healthz").strip() == "ok v1"
+    assert host.service("greenlight-demo@current").is_running
+    report = summary()
+    assert report["outcome"] == "deployed"
+    assert report["release"].endswith(report["revision"][:12])
+    assert "notes.0001_initial" in report["migrations_applied"]
+
+
+def test_v2_deploys_in_a_short_window_and_keeps_the_rows(host):
+    for n in range(5):
+        write_note(host, f"before-v2-{n}")
+    rows_before = host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE title LIKE 'before-v2-%'\"")
+    # A probe inside the container: one request every 0.1 s, at most 120 s.
+    host.run("mkdir -p /var/lib/greenlight-tests")
+    host.run(
+        f"nohup bash -c 'for i in $(seq 1 1200); do [ -e {PROBE}.stop ] && break; "
+        f'printf "%s %s\\n" $(date +%s.%N) $(curl -s -o /dev/null -w %{{http_code}} --max-time 2 http://127.0.0.1/healthz);'
+        f" sleep 0.1; done' > {PROBE} 2>&1 &"
+    )
+    result = deploy("v2")
+    host.run(f"touch {PROBE}.stop; sleep 0.5; rm -f {PROBE}.stop")
+    assert result.returncode == 0, out(result)
+    assert served_version(host) == "v2"
+    rows_after = host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE title LIKE 'before-v2-%'\"")
+    assert rows_after == rows_before == "5"
+    assert host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE tag = 'legacy'\"") == rows_after
+
+    report = summary()
+    assert report["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+    backup = host.file(report["backup_file"])
+    assert backup.exists and backup.mode == 0o600 and backup.user == "root"
+
+    samples = [line.split() for line in host.file(PROBE).content_string.splitlines() if len(line.split()) == 2]
+    down = [float(t) for t, code in samples if code != "200"]
+    window = (max(down) - min(down)) if down else 0.0
+    print(
+        f"downtime window seen by the probe: {window:.2f} s ({len(down)} of {len(samples)} probes not 200);"
+        f" reported by the playbook: {report['downtime_window_seconds']} s"
+    )
+    assert samples and samples[-1][1] == "200"
+    assert window < 60
+
+
+def test_same_revision_again_changes_nothing(host):
+    result = deploy("v2")
+    assert result.returncode == 0, out(result)
+    recap = [line for line in result.stdout.splitlines() if "changed=" in line]
+    assert recap and all("changed=0" in line for line in recap), out(result)
+    assert summary()["downtime_window_seconds"] in (0, "0")
+    assert served_version(host) == "v2"
+
+
+def test_v3_is_refused_before_any_change(host):
+    before = data_checksum(host)
+    current = host.check_output(f"readlink {APP}/current")
+    releases = host.check_output(f"ls {APP}/releases")
+    result = deploy("v3")
+    assert result.returncode != 0
+    text = out(result)
+    assert "priority" in text and "makemigrations" in text, text
+    assert data_checksum(host) == before
+    assert host.check_output(f"readlink {APP}/current") == current
+    assert host.check_output(f"ls {APP}/releases") == releases
+    assert served_version(host) == "v2"
+    assert summary()["outcome"] == "refused"
+
+
+def test_v5_fails_half_way_and_everything_is_put_back(host):
+    write_note(host, "before-v5")
+    before = data_checksum(host)
+    result = deploy("v5")
+    assert result.returncode != 0
+    text = out(result)
+    assert "database restored from" in text, text
+    assert data_checksum(host) == before
+    assert served_version(host) == "v2"
+    assert host.check_output("curl -s -o /dev/null -w %{http_code} http://127.0.0.1/healthz") == "200"
+    assert summary()["outcome"] == "failed"
+
+
+def test_a_held_lock_stops_a_second_deploy_and_can_be_broken(host):
+    host.check_output(f"mkdir {APP}/deploy.lock")
+    note = {"holder": "alice@ci", "playbook": "deploy", "job": "", "since": "2026-01-01T00:00:00Z"}
+    host.check_output(f"echo '{json.dumps(note)}' > {APP}/deploy.lock/holder.json")
+    try:
+        refused = deploy("v2")
+        assert refused.returncode != 0
+        assert "alice@ci" in out(refused) and "2026-01-01T00:00:00Z" in out(refused)
+        assert "greenlight_lock_break" in out(refused)
+        broken = deploy("v2", "-e", "greenlight_lock_break=true")
+        assert broken.returncode == 0, out(broken)
+        assert not host.file(f"{APP}/deploy.lock").exists
+    finally:
+        host.run(f"rm -rf {APP}/deploy.lock")
