@@ -196,6 +196,33 @@ def test_restore_brings_back_exactly_the_backup_and_drops_what_came_after(host):
         assert host.run("sqlite3 %s 'PRAGMA integrity_check'", SQLITE_DB).stdout.strip() == "ok"
 
 
+def test_a_restore_that_fails_half_way_changes_nothing(host):
+    if engine(host) != "postgresql":
+        pytest.skip("the restore runs in one PostgreSQL transaction")
+    db = Database(host)
+    # A backup whose last statements (the privileges) name a role that is gone by the time of the restore:
+    # the drops, the tables and the rows are restored first, then the GRANT fails.
+    db.query("CREATE ROLE greenlight_reader")
+    db.query("CREATE TABLE notes_shared (id int); ALTER TABLE notes_shared OWNER TO demo")
+    db.query("GRANT SELECT ON notes_shared TO greenlight_reader")
+    run = run_on(host, "backup.yml", {"backup_when": "always"})
+    assert run.rc == 0, run
+    backup = run.report()["backup_file"]
+    db.query("REVOKE ALL ON notes_shared FROM greenlight_reader; DROP ROLE greenlight_reader")
+    db.query("INSERT INTO notes_note (title, body, created_at, tag) VALUES ('after', 'after', now(), 'x')")
+    db.query("CREATE TABLE notes_after (id int); ALTER TABLE notes_after OWNER TO demo")
+    before = db.snapshot()
+    try:
+        run = run_on(host, "restore.yml", {"backup_restore_file": backup})
+        assert run.rc != 0
+        message = "\n".join(run.failure_messages())
+        assert "rolled back, nothing changed" in message
+        assert 'role "greenlight_reader" does not exist' in message
+        assert db.snapshot() == before
+    finally:
+        db.query("DROP TABLE IF EXISTS notes_shared, notes_after")
+
+
 def test_restore_refuses_a_file_that_is_not_a_backup_of_this_engine(host):
     wrong = "/srv/demo/backups/demo-x.sqlite3" if engine(host) == "postgresql" else "/srv/demo/backups/demo-x.dump"
     host.run("install -m 0600 /dev/null %s", wrong)

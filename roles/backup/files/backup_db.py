@@ -443,7 +443,7 @@ def pg_restore(args, settings_dict: dict) -> dict:
         script_stderr = script.stderr.read()
         if script.wait() != 0:
             raise failure(
-                f"pg_restore of {args.file}",
+                f"pg_restore of {args.file} (rolled back, nothing changed)",
                 subprocess.CompletedProcess(script.args, script.returncode, b"", script_stderr),
                 secrets,
             )
