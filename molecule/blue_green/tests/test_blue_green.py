@@ -1,0 +1,170 @@
+"""The blue-green playbook and the rollback, checked the way a user sees them.
+
+Tests run in file order and build on each other: v1 (converge) serves from
+blue; v2 goes out under constant load with keep-alive and not one request
+fails; rollback brings v1 back; v2 again; v4 is refused by name with nothing
+changed; v6 renames a column with expand before the switch and contract after
+it, under load.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+
+PROJECT = Path(__file__).resolve().parents[3]
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+APP = "/srv/demo"
+PSQL = "sudo -u postgres psql -XAtq -d demo -c"
+LOAD = "/var/lib/greenlight-tests/load"
+RATE = 60  # requests per second, two keep-alive connections
+
+
+def playbook(name: str, version: str = "v1", *extra: str):
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
+    config = EPHEMERAL / "ansible.cfg"
+    if config.is_file():
+        env["ANSIBLE_CONFIG"] = str(config)
+    argv = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        "-i",
+        str(Path(INVENTORY).parent),
+        str(PROJECT / "playbooks" / name),
+        "-e",
+        json.dumps({"demo_version": version}),
+        *extra,
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
+
+
+def out(result) -> str:
+    return (result.stdout + result.stderr)[-8000:]
+
+
+def summary() -> dict:
+    return json.loads((EPHEMERAL / "summary.json").read_text())
+
+
+def served_version(host) -> str:
+    return host.check_output("curl -s --max-time 5 http://127.0.0.1/version").strip()
+
+
+def active_colour(host) -> str:
+    return host.check_output("readlink /etc/nginx/greenlight/demo/active.conf").rsplit("-", 1)[-1].removesuffix(".conf")
+
+
+def data_checksum(host) -> str:
+    rows = host.check_output(
+        f"{PSQL} \"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY id), '')) FROM notes_note t\""
+    )
+    applied = host.check_output(
+        f"{PSQL} \"SELECT string_agg(app || '.' || name, ',' ORDER BY id) FROM django_migrations\""
+    )
+    return f"{rows}/{applied}"
+
+
+def under_load(host, run):
+    """Run `run()` while the container loads nginx at RATE req/s; return (result, load report)."""
+    script = (Path(__file__).parent / "load.py").read_bytes()
+    encoded = base64.b64encode(script).decode()
+    host.check_output(f"mkdir -p {LOAD} && echo {encoded} | base64 -d > {LOAD}/load.py && rm -f {LOAD}/*.json*")
+    host.check_output(f"nohup python3 {LOAD}/load.py {RATE} 600 {LOAD}/report.json > {LOAD}/load.log 2>&1 &")
+    host.run("sleep 2")
+    try:
+        result = run()
+    finally:
+        host.run(f"sleep 2; touch {LOAD}/report.json.stop")
+        host.run(f"for i in $(seq 1 30); do [ -s {LOAD}/report.json ] && break; sleep 1; done")
+    report = json.loads(host.file(f"{LOAD}/report.json").content_string)
+    print(f"load: {json.dumps({k: v for k, v in report.items() if k != 'errors'})} errors={report['errors'][:5]}")
+    return result, report
+
+
+def assert_no_failed_request(report: dict) -> None:
+    assert report["requests"] > 0
+    assert report["failed"] == 0, report["errors"]
+    assert report["ok"] == report["requests"]
+    assert report["rate"] >= 50, report
+
+
+def test_v1_serves_from_blue(host):
+    assert served_version(host) == "v1"
+    assert active_colour(host) == "blue"
+    assert host.service("greenlight-demo@blue").is_running
+    assert summary()["outcome"] == "deployed"
+
+
+def test_v2_switches_to_green_without_a_failed_request(host):
+    result, report = under_load(host, lambda: playbook("deploy_blue_green.yml", "v2"))
+    assert result.returncode == 0, out(result)
+    assert_no_failed_request(report)
+    assert set(report["bodies"]) <= {"ok v1", "ok v2"} and "ok v2" in report["bodies"]
+    assert served_version(host) == "v2"
+    assert active_colour(host) == "green"
+    assert not host.service("greenlight-demo@blue").is_running
+    assert summary()["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+
+
+def test_rollback_brings_v1_back(host):
+    result = playbook("rollback.yml")
+    assert result.returncode == 0, out(result)
+    assert served_version(host) == "v1"
+    assert active_colour(host) == "blue"
+    report = summary()
+    assert report["outcome"] == "rolled back" and report["database"] == "schema kept"
+
+
+def test_rollback_to_a_release_that_does_not_exist_is_refused(host):
+    result = playbook("rollback.yml", "v1", "-e", "greenlight_rollback_to=20000101T000000Z-000000000000")
+    assert result.returncode != 0
+    assert "does not exist" in out(result) and "Releases there" in out(result)
+    assert served_version(host) == "v1"
+
+
+def test_v2_again_reuses_its_release(host):
+    releases = host.check_output(f"ls {APP}/releases")
+    result = playbook("deploy_blue_green.yml", "v2")
+    assert result.returncode == 0, out(result)
+    assert served_version(host) == "v2"
+    assert host.check_output(f"ls {APP}/releases") == releases
+
+
+def test_v4_is_refused_by_name_with_nothing_changed(host):
+    before = data_checksum(host)
+    colour = active_colour(host)
+    result = playbook("deploy_blue_green.yml", "v4")
+    assert result.returncode != 0
+    text = out(result)
+    assert "RemoveField" in text or "Remove field body" in text, text
+    assert "RenameField" in text or "Rename field" in text, text
+    assert "after_switch" in text, text
+    assert data_checksum(host) == before
+    assert active_colour(host) == colour
+    assert served_version(host) == "v2"
+    assert summary()["outcome"] == "refused"
+
+
+def test_v6_renames_a_column_with_expand_and_contract_under_load(host):
+    host.check_output("curl -sf -X POST -d title=written-by-v2 http://127.0.0.1/notes/new")
+    result, report = under_load(host, lambda: playbook("deploy_blue_green.yml", "v6"))
+    assert result.returncode == 0, out(result)
+    assert_no_failed_request(report)
+    assert served_version(host) == "v6"
+    applied = summary()["migrations_applied"]
+    assert applied[-1] == "notes.0006_remove_note_title", applied
+    columns = host.check_output(
+        f"{PSQL} \"SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns"
+        " WHERE table_name = 'notes_note'\""
+    ).split(",")
+    assert "title" not in columns and "headline" in columns
+    assert host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE headline = 'written-by-v2'\"") == "1"
