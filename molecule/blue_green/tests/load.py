@@ -75,7 +75,7 @@ def main() -> None:
         conn.close()
 
     started = time.monotonic()
-    threads = [threading.Thread(target=worker) for _ in range(CONNECTIONS)]
+    threads = [threading.Thread(target=worker) for _connection in range(CONNECTIONS)]
     for thread in threads:
         thread.start()
     for thread in threads:
