@@ -55,6 +55,8 @@ lint: venv link
 	$(BIN)/ruff format --check .
 	$(BIN)/ansible-lint --offline
 	$(BIN)/python scripts/check_argument_specs.py
+	$(BIN)/python scripts/check_role_docs.py
+	$(BIN)/antsibull-changelog lint
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist . >/dev/null
 	$(BIN)/python scripts/check_tarball.py $(BUILD)/dist/greenlight-django-*.tar.gz
 
