@@ -18,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export GREENLIGHT_BASE_IMAGE = $(shell cat $(BUILD)/base-image.tag 2>/dev/null)
 
 
-.PHONY: help setup host-packages venv link docker image lint sanity unit functional molecule bench-smoke test demo build clean
+.PHONY: help setup host-packages venv link docker image lint sanity unit functional molecule bench-smoke test demo build changelog clean
 
 help:
 	@echo "make demo   - set up and deploy the demo project into a local container"
@@ -57,6 +57,7 @@ lint: venv link
 	$(BIN)/python scripts/check_argument_specs.py
 	$(BIN)/python scripts/check_role_docs.py
 	$(BIN)/antsibull-changelog lint
+	$(BIN)/python scripts/check_changelog.py
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist . >/dev/null
 	$(BIN)/python scripts/check_tarball.py $(BUILD)/dist/greenlight-django-*.tar.gz
 
@@ -84,6 +85,10 @@ test: setup lint sanity unit functional molecule bench-smoke
 
 demo: setup
 	@bash scripts/demo.sh
+
+# Fold the changelog fragments into the release named in galaxy.yml and rebuild CHANGELOG.rst.
+changelog: venv
+	$(BIN)/antsibull-changelog release --update-existing
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist .

@@ -6,7 +6,14 @@ import sys
 import tarfile
 
 FORBIDDEN_TOP = {"tests", "molecule", "bench", ".ci", ".config", "scripts", "build", ".venv", "requirements"}
-REQUIRED = {"MANIFEST.json", "FILES.json", "README.md", "meta/runtime.yml"}
+REQUIRED = {
+    "MANIFEST.json",
+    "FILES.json",
+    "README.md",
+    "CHANGELOG.rst",
+    "meta/runtime.yml",
+    "meta/execution-environment.yml",
+}
 
 
 def main(path: str) -> int:
