@@ -328,11 +328,5 @@ def test_the_playbooks_read_a_true_false_answer_as_a_boolean(variable):
     assert bool_reads(variable) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy_blue_green.yml hands greenlight_accept_incompatible to the migrate role without | bool,"
-    " so the string 'false' (-e greenlight_accept_incompatible=false, or an AWX answer) accepts"
-    " incompatible operations",
-)
 def test_accept_incompatible_is_read_as_a_boolean():
     assert bool_reads("greenlight_accept_incompatible") == []

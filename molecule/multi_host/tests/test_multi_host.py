@@ -1,0 +1,128 @@
+"""Two app hosts and a database host: code to all, migrations once, switch host by host.
+
+Tests run in file order: v1 (converge) serves on both hosts; v2 goes out
+blue-green with greenlight_serial: 1; then a release that cannot start on the
+second host switches no host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("app")
+
+PROJECT = Path(__file__).resolve().parents[3]
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+APPS = ["greenlight-multi-app1", "greenlight-multi-app2"]
+DB = "greenlight-multi-db"
+
+
+def run_playbook(playbook: str, version: str, *extra: str):
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
+    config = EPHEMERAL / "ansible.cfg"
+    if config.is_file():
+        env["ANSIBLE_CONFIG"] = str(config)
+    argv = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        "-i",
+        str(Path(INVENTORY).parent),
+        str(PROJECT / "playbooks" / playbook),
+        "-e",
+        json.dumps({"demo_version": version}),
+        *extra,
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
+
+
+def out(result) -> str:
+    return (result.stdout + result.stderr)[-8000:]
+
+
+def docker_exec(container: str, *argv: str) -> str:
+    argv = ["docker", "exec", container, *argv]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def sql(query: str) -> str:
+    return docker_exec(DB, "sudo", "-u", "postgres", "psql", "-XAtq", "-d", "demo", "-c", query)
+
+
+def served(container: str) -> str:
+    return docker_exec(container, "curl", "-s", "--max-time", "5", "http://127.0.0.1/version")
+
+
+def test_v1_serves_on_both_hosts_from_the_shared_database():
+    assert [served(app) for app in APPS] == ["v1", "v1"]
+    # The application database lives on the database host only.
+    assert sql("SELECT count(*) FROM django_migrations WHERE app = 'notes'") == "1"
+    for app in APPS:
+        local = docker_exec(app, "sudo", "-u", "postgres", "psql", "-XAtq", "-c", "SELECT datname FROM pg_database")
+        assert "demo" not in local.split()
+
+
+def test_v2_blue_green_migrates_once_and_switches_host_by_host():
+    docker_exec(
+        APPS[1], "curl", "-sf", "--max-time", "5", "-X", "POST", "-d", "title=before-v2", "http://127.0.0.1/notes/new"
+    )
+    result = run_playbook("deploy_blue_green.yml", "v2")
+    assert result.returncode == 0, out(result)
+    assert [served(app) for app in APPS] == ["v2", "v2"]
+
+    summary = json.loads((EPHEMERAL / "summary.json").read_text())
+    assert summary["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+    assert sql("SELECT count(*) FROM notes_note WHERE title = 'before-v2' AND tag = 'legacy'") == "1"
+    # Once: only the migrate host ran the migrate runner and took the backup.
+    runner = "/srv/demo/bin/greenlight-migrate.py"
+    assert docker_exec(APPS[0], "sh", "-c", f"test -f {runner} && echo yes || echo no") == "yes"
+    assert docker_exec(APPS[1], "sh", "-c", f"test -f {runner} && echo yes || echo no") == "no"
+    assert docker_exec(APPS[1], "sh", "-c", "ls /srv/demo/backups 2>/dev/null | wc -l") == "0"
+
+    # greenlight_serial: 1 -> one batch per host, app1 first, each checked before the next.
+    text = result.stdout
+    first = text.index(f"(item={APPS[0]})")
+    second = text.index(f"(item={APPS[1]})")
+    assert first < second, out(result)
+
+
+def test_a_release_that_cannot_start_on_one_host_switches_no_host():
+    # The idle colour's port is taken on app2 only: its new gunicorn cannot bind.
+    active = docker_exec(APPS[1], "readlink", "/etc/nginx/greenlight/demo/active.conf")
+    idle_port = "8002" if "blue" in active else "8001"
+    docker_exec(
+        APPS[1],
+        "systemd-run",
+        "--unit",
+        "port-squatter",
+        "python3",
+        "-m",
+        "http.server",
+        "--bind",
+        "127.0.0.1",
+        idle_port,
+    )
+    try:
+        before = [docker_exec(app, "readlink", "/etc/nginx/greenlight/demo/active.conf") for app in APPS]
+        # A new revision with v2's migrations: it passes inspection and fails only when it starts.
+        v2b = EPHEMERAL / "demo" / "v2b"
+        shutil.rmtree(v2b, ignore_errors=True)
+        shutil.copytree(EPHEMERAL / "demo" / "v2", v2b, symlinks=True)
+        with (v2b / "manage.py").open("a") as handle:
+            handle.write("# v2b\n")
+        result = run_playbook("deploy_blue_green.yml", "v2b", "-e", "wsgi_health_timeout=5")
+        assert result.returncode != 0
+        assert "no host switched" in out(result), out(result)
+        assert [docker_exec(app, "readlink", "/etc/nginx/greenlight/demo/active.conf") for app in APPS] == before
+        assert [served(app) for app in APPS] == ["v2", "v2"]
+    finally:
+        docker_exec(APPS[1], "systemctl", "stop", "port-squatter")
