@@ -18,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export GREENLIGHT_BASE_IMAGE = $(shell cat $(BUILD)/base-image.tag 2>/dev/null)
 
 
-.PHONY: help setup host-packages venv link docker image lint sanity unit functional molecule bench-smoke test demo build changelog clean
+.PHONY: help setup host-packages venv link docker image lint sanity unit functional molecule bench-smoke bench test demo build changelog clean
 
 help:
 	@echo "make demo   - set up and deploy the demo project into a local container"
@@ -79,6 +79,10 @@ molecule: setup
 
 bench-smoke: setup
 	@set -e; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "==> $$b --smoke"; $(BIN)/python $$b --smoke; done
+
+# Every benchmark in full (long: about an hour); each rewrites its own section of bench/RESULTS.md.
+bench: setup
+	@set -e; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "==> $$b"; $(BIN)/python $$b --update-results bench/RESULTS.md; done
 
 test: setup lint sanity unit functional molecule bench-smoke
 	@echo "make test: all checks passed"

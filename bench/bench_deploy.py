@@ -1,0 +1,406 @@
+"""Benchmark the simple deploy's downtime window against the naive deploy, and a re-deploy of the same revision.
+
+Two containers from the local base image, set up alike: PostgreSQL with the
+demo database and demo v1 deployed with ``playbooks/deploy.yml``. Then, side
+by side, the same changes on each, under a probe inside the container (load.py
+at ``--rate`` requests per second, keep-alive, through nginx on loopback):
+
+* ``greenlight``: ``ansible-playbook playbooks/deploy.yml`` from the checkout
+  over the docker connection, on container G;
+* ``naive``: the usual sequence, on container N, each step a command from the
+  controller: ``systemctl stop`` the gunicorn unit, copy the code (a tar stream
+  from the controller unpacked over the serving directory), ``pip install -r
+  requirements.txt`` into the serving virtualenv from the same wheelhouse
+  (nothing to download), ``manage.py migrate``, ``manage.py collectstatic``,
+  ``systemctl start`` (which returns once gunicorn is ready). No Ansible, so no
+  per-task overhead: the naive method at its fastest.
+
+Changes: v1 -> v2 (two migrations: add a column, backfill it), then v2 ->
+v2.1 (a new revision with nothing to migrate: only the code differs). The
+window is what the probe saw: from the first request that did not get a 200
+to the next one that did. Then ``deploy.yml`` once more with v2.1 on G: wall
+time and the PLAY RECAP's changed count.
+
+    python bench/bench_deploy.py                                  # 3 rounds, fresh containers each, ~15 min
+    python bench/bench_deploy.py --smoke                          # one container, one pass of each code path, ~2 min
+    python bench/bench_deploy.py --update-results bench/RESULTS.md  # also write the section and the plot
+
+Needs Docker and the base image (``make setup``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import harness
+from harness import APP, BenchError, Container, say
+
+SECTION = "## simple deploy"
+PLOT = harness.BENCH / "plots" / "deploy_window.png"
+UNIT = f"greenlight-{APP}@current"
+SERVING = f"/srv/{APP}/current"
+WINDOW_RATIO_TARGET = 0.3
+CODE_ONLY_TARGET = 3.0
+REDEPLOY_TARGET = 15.0
+SETTLE = 2.0  # seconds of probing before and after each deploy
+CHANGES = {
+    "first deploy": "first deploy of v1",
+    "migrations": "v1 -> v2 (2 migrations)",
+    "code only": "v2 -> v2.1 (nothing to migrate)",
+    "same revision": "v2.1 again (same revision)",
+}
+
+
+@dataclass
+class Step:
+    change: str  # "migrations", "code only", "same revision"
+    method: str  # "greenlight", "naive"
+    source: str  # demo version directory name
+    wall: float = 0.0
+    outage: harness.Outage | None = None
+    reported_window: float | None = None
+    changed: int | None = None
+    parts: dict[str, float] = field(default_factory=dict)
+    probe_start: float = 0.0
+    deploy_start: float = 0.0
+    trace: list = field(default_factory=list)
+    playbook: harness.PlaybookRun | None = None
+
+    def window_tasks(self) -> list[tuple[float, str]]:
+        """(seconds, name) of the playbook's tasks that started while the probe saw the site down."""
+        if not self.playbook or not self.outage or not self.outage.failed:
+            return []
+        tasks = self.playbook.tasks()
+        ends = [stamp for stamp, _name in tasks[1:]] + [self.playbook.ended]
+        start, end = self.outage.first_failed, self.outage.recovered
+        return [(stop - stamp, name) for (stamp, name), stop in zip(tasks, ends) if start <= stamp < end]
+
+
+class Bench:
+    def __init__(self, workdir: Path, image: str, rate: float):
+        self.workdir = workdir
+        self.image = image
+        self.rate = rate
+        self.log = harness.log_file("bench_deploy")
+        self.sources = {
+            "v1": harness.build_demo("v1", workdir / "demo" / "v1"),
+            "v2": harness.build_demo("v2", workdir / "demo" / "v2"),
+        }
+        self.sources["v2.1"] = harness.build_code_only_change(self.sources["v2"], workdir / "demo" / "v2.1", "v2.1")
+
+    def inventory(self, containers: list[Container]) -> Path:
+        hosts = {}
+        for container in containers:
+            variables = harness.app_vars(self.workdir)
+            variables["greenlight_summary_file"] = str(self.workdir / f"summary-{container.name}.json")
+            hosts[container.name] = variables
+        return harness.write_inventory(self.workdir / "inventory.json", hosts)
+
+    def summary(self, container: Container) -> dict:
+        return json.loads((self.workdir / f"summary-{container.name}.json").read_text())
+
+    def set_up(self, containers: list[Container], deploy_v1: bool = True) -> Path:
+        harness.start_containers(containers)
+        inventory = self.inventory(containers)
+        for container in containers:
+            harness.create_database(container)
+            if not deploy_v1:
+                continue
+            self.greenlight(container, inventory, "v1", what=f"set-up deploy of v1 to {container.name}")
+            if container.sh("curl -s --max-time 5 http://127.0.0.1/version") != "v1":
+                raise BenchError(f"{container.name} does not serve v1 after the set-up")
+        return inventory
+
+    def greenlight(self, container: Container, inventory: Path, version: str, what: str = "") -> harness.PlaybookRun:
+        result = harness.run_playbook(
+            "deploy.yml",
+            inventory,
+            self.log,
+            extra_vars={"greenlight_source_dir": str(self.sources[version])},
+            limit=container.name,
+        )
+        return harness.require_success(result, what or f"deploy.yml of {version} on {container.name}")
+
+    def naive(self, container: Container, version: str) -> dict[str, float]:
+        """stop, copy, install, migrate, collectstatic, start: seconds of each step."""
+        wheelhouse = container.sh(f"ls -d /srv/{APP}/wheels/*/ | head -n 1")
+        venv = f"{SERVING}/.venv/bin/python"
+        steps = {
+            "stop": lambda: harness.run(container.exec("systemctl", "stop", UNIT)),
+            "copy code": lambda: copy_code(container, self.sources[version]),
+            "pip install": lambda: harness.run(
+                container.exec(venv, "-m", "pip", "install", "--disable-pip-version-check", "--no-input")
+                + ["--no-index", "--find-links", wheelhouse, "-r", f"{SERVING}/requirements.txt"]
+            ),
+            "migrate": lambda: harness.run(container.exec(f"/srv/{APP}/bin/manage", SERVING, "migrate", "--noinput")),
+            "collectstatic": lambda: harness.run(
+                container.exec(f"/srv/{APP}/bin/manage", "--as-root", SERVING, "collectstatic", "--noinput")
+            ),
+            "start": lambda: harness.run(container.exec("systemctl", "start", UNIT)),
+        }
+        parts = {}
+        for name, step in steps.items():
+            started = time.monotonic()
+            step()
+            parts[name] = time.monotonic() - started
+        return parts
+
+    def measure(self, step: Step, container: Container, inventory: Path) -> Step:
+        probe = harness.Load(container, self.rate, 600, name="probe")
+        step.probe_start = time.time()
+        probe.start()
+        time.sleep(SETTLE)
+        try:
+            step.deploy_start = time.time()
+            if step.method == "naive":
+                step.parts = self.naive(container, step.source)
+                step.wall = time.time() - step.deploy_start
+            else:
+                result = self.greenlight(container, inventory, step.source)
+                step.playbook = result
+                step.wall = result.seconds
+                step.changed = result.changed()
+                summary = self.summary(container)
+                step.reported_window = float(summary.get("downtime_window_seconds") or 0)
+                step.parts = {phase["name"]: float(phase["seconds"]) for phase in summary.get("phases", [])}
+            time.sleep(SETTLE)
+        finally:
+            totals, trace = probe.stop()
+        step.trace = trace
+        step.outage = harness.outage(trace)
+        served = container.sh("curl -s --max-time 5 http://127.0.0.1/version")
+        if served != step.source:
+            raise BenchError(f"{step.method} {step.change}: {container.name} serves {served!r}, not {step.source}")
+        if not trace or trace[-1][2] != 200:
+            raise BenchError(f"{step.method} {step.change}: the site did not come back ({trace[-1]})")
+        window = step.outage.seconds
+        say(
+            f"  {step.change:13} {step.method:10} window {window:6.2f} s, {step.outage.failed:3} of "
+            f"{step.outage.requests} probes failed, wall {step.wall:6.1f} s"
+            + (f", changed={step.changed}" if step.changed is not None else "")
+            + f" (probe rate {totals.get('rate')}/s)"
+        )
+        say("      " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in step.parts.items()))
+        return step
+
+
+def copy_code(container: Container, source: Path) -> None:
+    """A tar stream of the project from the controller, unpacked over the serving directory."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(source, arcname=".", filter=lambda info: None if "__pycache__" in info.name else info)
+    completed = subprocess.run(
+        ["docker", "exec", "-i", container.name, "tar", "-C", SERVING, "--no-same-owner", "-xf", "-"],
+        input=buffer.getvalue(),
+        capture_output=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise BenchError(f"copying the code failed: {completed.stderr.decode(errors='replace')}")
+
+
+def one_round(bench: Bench, number: int, smoke: bool) -> list[Step]:
+    tag = f"{os.getpid()}-{number}"
+    if smoke:
+        # Every code path once: the first deploy (greenlight, under the probe) and a naive deploy after it.
+        only = Container(f"greenlight-bench-deploy-{tag}", bench.image)
+        plan = [(Step("first deploy", "greenlight", "v1"), only), (Step("migrations", "naive", "v2"), only)]
+        containers = [only]
+    else:
+        ours = Container(f"greenlight-bench-deploy-g-{tag}", bench.image)
+        theirs = Container(f"greenlight-bench-deploy-n-{tag}", bench.image)
+        first, second = ("greenlight", "naive") if number % 2 else ("naive", "greenlight")
+        by_method = {"greenlight": ours, "naive": theirs}
+        plan = [
+            (Step("migrations", first, "v2"), by_method[first]),
+            (Step("migrations", second, "v2"), by_method[second]),
+            (Step("code only", first, "v2.1"), by_method[first]),
+            (Step("code only", second, "v2.1"), by_method[second]),
+            (Step("same revision", "greenlight", "v2.1"), ours),
+        ]
+        containers = [ours, theirs]
+    try:
+        say(f"round {number}: setting up {', '.join(c.name for c in containers)} (PostgreSQL, demo v1)")
+        started = time.monotonic()
+        inventory = bench.set_up(containers, deploy_v1=not smoke)
+        say(f"round {number}: set up in {time.monotonic() - started:.0f} s")
+        return [bench.measure(step, container, inventory) for step, container in plan]
+    finally:
+        for container in containers:
+            container.remove()
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+
+def window_of(step: Step) -> float:
+    return step.outage.seconds if step.outage else 0.0
+
+
+def report(steps: list[Step], rounds: int, args, plot: str) -> str:
+    def chosen(change, method):
+        return [step for step in steps if step.change == change and step.method == method]
+
+    def med(change, method, value):
+        values = [value(step) for step in chosen(change, method)]
+        return statistics.median(values) if values else None
+
+    lines = [
+        SECTION,
+        "",
+        f"Machine: {harness.machine()}. {harness.versions()}. Collection at {harness.commit()}.",
+        f"Command: `python bench/bench_deploy.py{' --smoke' if args.smoke else ''}`. {rounds} round(s), each on two "
+        f"fresh containers set up alike (PostgreSQL, demo v1 deployed with `deploy.yml`); in each round the same "
+        f"changes on both, the order of the methods alternating. Probe: load.py inside the container at "
+        f"{args.rate:g} requests/s with keep-alive through nginx on loopback; the window is the span from the "
+        f"first request that did not get a 200 to the next one that did. `naive` = `systemctl stop`, tar stream "
+        f"of the code from the controller over the serving directory, `pip install -r requirements.txt` from the "
+        f"same wheelhouse (nothing to download), `migrate`, `collectstatic`, `systemctl start`: one `docker exec` "
+        f"each, no Ansible. Medians over the rounds.",
+        "",
+        "| change | method | window seen by the probe (s) | failed probes | window reported by the playbook (s) "
+        "| wall time (s) | all rounds: window (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for change, label in CHANGES.items():
+        for method in ("greenlight", "naive"):
+            these = chosen(change, method)
+            if not these:
+                continue
+            reported = [step.reported_window for step in these if step.reported_window is not None]
+            lines.append(
+                f"| {label} | {method} | {med(change, method, window_of):.2f} "
+                f"| {med(change, method, lambda step: step.outage.failed):.0f} "
+                f"| {f'{statistics.median(reported):.2f}' if reported else '-'} "
+                f"| {med(change, method, lambda step: step.wall):.1f} | "
+                + ", ".join(f"{window_of(step):.2f}" for step in these)
+                + " |"
+            )
+    lines.append("")
+    ours, theirs = med("migrations", "greenlight", window_of), med("migrations", "naive", window_of)
+    if ours is not None and theirs:
+        ratio = ours / theirs
+        lines.append(
+            f"- window, greenlight / naive, v1 -> v2 with migrations: {ours:.2f} s / {theirs:.2f} s = {ratio:.2f} "
+            f"(target <= {WINDOW_RATIO_TARGET}: {harness.verdict(ratio <= WINDOW_RATIO_TARGET)})"
+        )
+    ours, theirs = med("code only", "greenlight", window_of), med("code only", "naive", window_of)
+    if ours is not None:
+        lines.append(
+            f"- window, greenlight, nothing to migrate: {ours:.2f} s (target <= {CODE_ONLY_TARGET:g} s: "
+            f"{harness.verdict(ours <= CODE_ONLY_TARGET)})"
+            + (f"; greenlight / naive = {ours / theirs:.2f}" if theirs else "")
+        )
+    again = chosen("same revision", "greenlight")
+    if again:
+        wall = statistics.median(step.wall for step in again)
+        changed = max(step.changed or 0 for step in again)
+        lines.append(
+            f"- re-deploy of the same revision: {wall:.1f} s wall (target < {REDEPLOY_TARGET:g} s: "
+            f"{harness.verdict(wall < REDEPLOY_TARGET)}), changed={changed} in the PLAY RECAP (target 0: "
+            f"{harness.verdict(changed == 0)}), {max(step.outage.failed for step in again)} failed probes"
+        )
+    for method, what in (("naive", "step (all inside the window)"), ("greenlight", "phase (the playbook's summary)")):
+        parts = [step.parts for step in chosen("migrations", method)]
+        if parts:
+            lines.append(
+                f"- {method} v1 -> v2, median seconds of each {what}: "
+                + ", ".join(f"{name} {statistics.median(p.get(name, 0) for p in parts):.2f}" for name in parts[0])
+            )
+    inside = [step.window_tasks() for step in chosen("migrations", "greenlight")]
+    if inside and inside[-1]:
+        ranked = sorted(inside[-1], reverse=True)
+        slowest, rest = ranked[:6], ranked[6:]
+        lines.append(
+            f"- where the greenlight window goes (v1 -> v2, last round): {len(ranked)} tasks started between the "
+            f"first failed probe and the next 200, {sum(seconds for seconds, _name in ranked):.1f} s in all; the "
+            "slowest: "
+            + "; ".join(f"`{name}` {seconds:.2f} s" for seconds, name in slowest)
+            + (
+                f"; the other {len(rest)}: {sum(seconds for seconds, _name in rest) / len(rest):.2f} s each"
+                if rest
+                else ""
+            )
+        )
+    if plot:
+        lines += ["", f"![probe results during the deploys]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def draw(steps: list[Step], path: Path) -> None:
+    """One row per (change, method) of the last round: each probe request over time, failures in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    last = {(step.change, step.method): step for step in steps if step.change != "same revision"}
+    order = list(CHANGES)
+    rows = sorted(last.items(), key=lambda item: (order.index(item[0][0]), item[0][1]))
+    figure, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * len(rows) + 1), sharex=True, squeeze=False)
+    for axis, ((change, method), step) in zip(axes[:, 0], rows):
+        zero = step.deploy_start
+        good = [(entry[0] - zero, entry[1] * 1000) for entry in step.trace if entry[2] == 200]
+        bad = [(entry[0] - zero, entry[1] * 1000) for entry in step.trace if entry[2] != 200]
+        if good:
+            axis.scatter(*zip(*good), s=4, color="tab:green", label="200")
+        if bad:
+            axis.scatter(*zip(*bad), s=6, color="tab:red", label="not 200")
+        if step.outage and step.outage.failed:
+            axis.axvspan(step.outage.first_failed - zero, step.outage.recovered - zero, color="tab:red", alpha=0.12)
+        axis.axvline(0, color="grey", linewidth=0.8)
+        axis.axvline(step.wall, color="grey", linewidth=0.8, linestyle="--")
+        axis.set_yscale("log")
+        axis.set_ylabel("ms")
+        axis.set_title(f"{method}, {change}: window {window_of(step):.2f} s, deploy {step.wall:.1f} s", fontsize=9)
+    axes[-1, 0].set_xlabel("seconds since the deploy started (grey: start and end of the deploy)")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="one container, one pass of every code path")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, fresh containers each (default 3)")
+    parser.add_argument("--rate", type=float, default=20, help="probe requests per second (default 20)")
+    parser.add_argument("--update-results", type=Path, help="write the section into this RESULTS.md, and the plot")
+    args = parser.parse_args(argv)
+    rounds = 1 if args.smoke else args.rounds
+    write = bool(args.update_results) and not args.smoke
+
+    harness.ensure_collection_link()
+    started = time.monotonic()
+    steps: list[Step] = []
+    with tempfile.TemporaryDirectory(prefix="greenlight-bench-deploy-") as tmp:
+        try:
+            bench = Bench(Path(tmp), harness.base_image(), args.rate)
+            for number in range(1, rounds + 1):
+                steps += one_round(bench, number, args.smoke)
+            draw(steps, PLOT if write else Path(tmp) / PLOT.name)
+        except BenchError as exc:
+            print(f"bench_deploy: {exc}", file=sys.stderr)
+            return 1
+        section = report(steps, rounds, args, str(PLOT.relative_to(harness.BENCH)) if write else "")
+    say("\n" + section)
+    say(f"(total {time.monotonic() - started:.0f} s)")
+    if write:
+        harness.update_results(args.update_results, SECTION, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
