@@ -173,3 +173,40 @@ def test_a_held_lock_stops_a_second_deploy_and_can_be_broken(host):
         assert not host.file(f"{APP}/deploy.lock").exists
     finally:
         host.run(f"rm -rf {APP}/deploy.lock")
+
+
+def test_rollback_reverse_needs_confirmation(host):
+    before = data_checksum(host)
+    refused = deploy("v2", "-e", "greenlight_rollback_database=reverse", playbook="rollback.yml")
+    assert refused.returncode != 0
+    assert "greenlight_rollback_confirm=true" in out(refused), out(refused)
+    assert data_checksum(host) == before
+    assert served_version(host) == "v2"
+
+
+def test_rollback_reverse_unapplies_what_v1_does_not_have(host):
+    rows = host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note"')
+    result = deploy(
+        "v2",
+        "-e",
+        "greenlight_rollback_database=reverse",
+        "-e",
+        "greenlight_rollback_confirm=true",
+        playbook="rollback.yml",
+    )
+    assert result.returncode == 0, out(result)
+    assert served_version(host) == "v1"
+    assert (
+        host.check_output(
+            f"{PSQL} \"SELECT string_agg(name, ',' ORDER BY name) FROM django_migrations WHERE app = 'notes'\""
+        )
+        == "0001_initial"
+    )
+    columns = host.check_output(
+        f"{PSQL} \"SELECT string_agg(column_name, ',') FROM information_schema.columns"
+        " WHERE table_name = 'notes_note'\""
+    )
+    assert "tag" not in columns.split(",")
+    assert host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note"') == rows
+    report = summary()
+    assert report["database"] == "unapplied: notes.0003_backfill_tag, notes.0002_note_tag", report

@@ -28,6 +28,12 @@ What it does, in one process and on one database connection:
    migration;
 6. releases the lock and reports which migrations were applied.
 
+With ``--unapply app.name`` (repeatable) it migrates backwards instead: each
+app to its newest applied migration that is not to be unapplied, refused with
+nothing changed unless the backward plan is exactly those migrations and
+every operation in it is reversible (``--dry-run``: check only). A rollback
+uses it with the code of the release that applied them.
+
 The last line of standard output is ``GREENLIGHT-MIGRATE-RESULT <json>``;
 Django's own output goes to standard error. Exit status 0 when the plan was
 applied (or was empty), 1 otherwise (the JSON then has ``ok: false``,
@@ -247,6 +253,49 @@ def checked_plan(executor, targets, expected: list[str]) -> list[str]:
     return forwards
 
 
+def reverse_targets(loader, unapply: list[str]) -> list[tuple[str, str | None]]:
+    """Per app, the newest applied migration that stays (None: unapply the whole app)."""
+    graph = loader.graph
+    targets = []
+    for app in sorted({item.partition(".")[0] for item in unapply}):
+        staying = [key for key in loader.applied_migrations if key[0] == app and f"{key[0]}.{key[1]}" not in unapply]
+        staying = [key for key in staying if key in graph.nodes]
+        newest = max(staying, key=lambda key: len(graph.forwards_plan(key)), default=None)
+        targets.append((app, newest[1] if newest else None))
+    return targets
+
+
+def checked_reverse_plan(executor, targets, unapply: list[str]) -> list[str]:
+    """The backward plan to the targets, refused unless it unapplies exactly `unapply`, all reversibly."""
+    executor.loader.check_consistent_history(executor.connection)
+    missing = [item for item in unapply if tuple(item.split(".", 1)) not in executor.loader.graph.nodes]
+    if missing:
+        raise MigrateError(
+            f"{', '.join(missing)} cannot be unapplied with this release's code, which does not have them"
+        )
+    plan = executor.migration_plan(targets)
+    forwards = [label(migration) for migration, backward in plan if not backward]
+    backwards = [label(migration) for migration, backward in plan if backward]
+    if forwards or sorted(backwards) != sorted(unapply):
+        raise MigrateError(
+            f"reversing {', '.join(unapply)} would unapply {', '.join(backwards) or 'nothing'}"
+            f"{' and apply ' + ', '.join(forwards) if forwards else ''}; nothing was changed. "
+            "Keep the schema (greenlight_rollback_database=keep) or restore the backup instead."
+        )
+    irreversible = [
+        f"{label(migration)} ({operation.describe()})"
+        for migration, _backward in plan
+        for operation in migration.operations
+        if not operation.reversible
+    ]
+    if irreversible:
+        raise MigrateError(
+            f"these operations cannot be reversed: {'; '.join(irreversible)}; nothing was changed. "
+            "Keep the schema (greenlight_rollback_database=keep) or restore the backup instead."
+        )
+    return backwards
+
+
 def applied_set(connection) -> set[str]:
     from django.db.migrations.recorder import MigrationRecorder
 
@@ -280,6 +329,9 @@ def migrate(args: argparse.Namespace, result: dict) -> None:
     with lock as lock_name:
         result["lock"] = lock_name
         executor = MigrationExecutor(connection)
+        if args.unapply:
+            unapply(args, executor, connection, result)
+            return
         targets = targets_for(args.phase, args.expect, executor.loader)
         plan = checked_plan(executor, targets, args.expect)
         result["plan"] = plan
@@ -300,6 +352,35 @@ def migrate(args: argparse.Namespace, result: dict) -> None:
                 result["applied"] = [item for item in plan if item in now and item not in before]
                 remaining = [item for item in plan if item not in now]
                 result["failed_migration"] = remaining[0] if remaining else None
+
+
+def unapply(args: argparse.Namespace, executor, connection, result: dict) -> None:
+    """Migrate backwards so that exactly args.unapply are no longer applied."""
+    from django.core.management import call_command
+
+    targets = reverse_targets(executor.loader, args.unapply)
+    plan = checked_reverse_plan(executor, targets, args.unapply)
+    result["plan"] = plan
+    if args.dry_run:
+        return
+    before = applied_set(connection)
+    try:
+        for app, name in targets:
+            call_command(
+                "migrate",
+                app,
+                name or "zero",
+                database=args.database,
+                interactive=False,
+                verbosity=1,
+                stdout=sys.stderr,
+            )
+    finally:
+        with contextlib.suppress(Exception):
+            now = applied_set(connection)
+            result["unapplied"] = [item for item in plan if item in before and item not in now]
+            remaining = [item for item in plan if item in now]
+            result["failed_migration"] = remaining[0] if remaining else None
 
 
 def explain(exc: BaseException, result: dict, args: argparse.Namespace) -> str:
@@ -324,6 +405,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--app-name", required=True)
     parser.add_argument("--phase", choices=["all", "before_switch", "after_switch"], default="all")
     parser.add_argument("--expect", action="append", default=[])
+    parser.add_argument("--unapply", action="append", default=[], help="app.name to migrate back (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="with --unapply: check the backward plan only")
     parser.add_argument("--database", default="default")
     parser.add_argument("--lock-timeout", type=float, default=5.0)
     parser.add_argument("--statement-timeout", type=float, default=0.0)
@@ -334,7 +417,14 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_arguments(argv)
-    result: dict = {"ok": True, "phase": args.phase, "plan": [], "applied": [], "failed_migration": None}
+    result: dict = {
+        "ok": True,
+        "phase": "reverse" if args.unapply else args.phase,
+        "plan": [],
+        "applied": [],
+        "unapplied": [],
+        "failed_migration": None,
+    }
     try:
         secrets = read_secrets(args.secrets)
         os.environ.update({str(k): str(v) for k, v in (secrets.get("environment") or {}).items()})
