@@ -10,16 +10,18 @@ at ``--rate`` requests per second, keep-alive, through nginx on loopback):
 * ``naive``: the usual sequence, on container N, each step a command from the
   controller: ``systemctl stop`` the gunicorn unit, copy the code (a tar stream
   from the controller unpacked over the serving directory), ``pip install -r
-  requirements.txt`` into the serving virtualenv from the same wheelhouse
-  (nothing to download), ``manage.py migrate``, ``manage.py collectstatic``,
-  ``systemctl start`` (which returns once gunicorn is ready). No Ansible, so no
-  per-task overhead: the naive method at its fastest.
+  requirements.txt`` into the serving virtualenv from a wheelhouse already on
+  the server (nothing to download), ``manage.py migrate``, ``manage.py
+  collectstatic``, ``systemctl start`` (which returns once gunicorn is ready).
+  No Ansible, so no per-task overhead: the naive method at its fastest.
 
-Changes: v1 -> v2 (two migrations: add a column, backfill it), then v2 ->
-v2.1 (a new revision with nothing to migrate: only the code differs). The
-window is what the probe saw: from the first request that did not get a 200
-to the next one that did. Then ``deploy.yml`` once more with v2.1 on G: wall
-time and the PLAY RECAP's changed count.
+Changes: v1 -> v2 (two migrations: add a column, backfill it); v2 -> v2.1 (a
+new revision with nothing to migrate: only the code differs); v2.1 -> v2.2
+(nothing to migrate, but requirements.txt pins another Django patch release:
+the naive deploy reinstalls Django inside its window, the wheels copied to
+the server beforehand). The window is what the probe saw: from the first
+request that did not get a 200 to the next one that did. Then ``deploy.yml``
+once more with v2.2 on G: wall time and the PLAY RECAP's changed count.
 
     python bench/bench_deploy.py                                  # 3 rounds, fresh containers each, ~15 min
     python bench/bench_deploy.py --smoke                          # one container, one pass of each code path, ~2 min
@@ -53,12 +55,16 @@ SERVING = f"/srv/{APP}/current"
 WINDOW_RATIO_TARGET = 0.3
 CODE_ONLY_TARGET = 3.0
 REDEPLOY_TARGET = 15.0
+# v2.2 pins another Django patch release than the demo (the naive deploy reinstalls Django in its window).
+DJANGO_NOW = "Django==5.2.19"
+DJANGO_OTHER = "Django==5.2.18"
 SETTLE = 2.0  # seconds of probing before and after each deploy
 CHANGES = {
     "first deploy": "first deploy of v1",
     "migrations": "v1 -> v2 (2 migrations)",
     "code only": "v2 -> v2.1 (nothing to migrate)",
-    "same revision": "v2.1 again (same revision)",
+    "requirements": "v2.1 -> v2.2 (nothing to migrate, Django reinstalled)",
+    "same revision": "v2.2 again (same revision)",
 }
 
 
@@ -77,18 +83,34 @@ class Step:
     trace: list = field(default_factory=list)
     playbook: harness.PlaybookRun | None = None
 
-    def window_tasks(self) -> list[tuple[float, str]]:
-        """(seconds, name) of the playbook's tasks that started while the probe saw the site down."""
-        if not self.playbook or not self.outage or not self.outage.failed:
+    def task_times(self, start: float = 0.0, end: float = float("inf")) -> list[tuple[float, str]]:
+        """(seconds, name) of the playbook's tasks that started between start and end."""
+        if not self.playbook:
             return []
         tasks = self.playbook.tasks()
         ends = [stamp for stamp, _name in tasks[1:]] + [self.playbook.ended]
-        start, end = self.outage.first_failed, self.outage.recovered
         return [(stop - stamp, name) for (stamp, name), stop in zip(tasks, ends) if start <= stamp < end]
+
+    def window_tasks(self) -> list[tuple[float, str]]:
+        """The tasks that started while the probe saw the site down."""
+        if not self.outage or not self.outage.failed:
+            return []
+        return self.task_times(self.outage.first_failed, self.outage.recovered)
+
+
+def where_time_goes(tasks: list[tuple[float, str]], shown: int = 6) -> str:
+    ranked = sorted(tasks, reverse=True)
+    slowest, rest = ranked[:shown], ranked[shown:]
+    text = f"{len(ranked)} tasks, {sum(seconds for seconds, _name in ranked):.1f} s in all; the slowest: " + "; ".join(
+        f"`{name}` {seconds:.2f} s" for seconds, name in slowest
+    )
+    if rest:
+        text += f"; the other {len(rest)}: {statistics.mean(seconds for seconds, _name in rest):.2f} s each"
+    return text
 
 
 class Bench:
-    def __init__(self, workdir: Path, image: str, rate: float):
+    def __init__(self, workdir: Path, image: str, rate: float, with_requirements_change: bool):
         self.workdir = workdir
         self.image = image
         self.rate = rate
@@ -98,6 +120,21 @@ class Bench:
             "v2": harness.build_demo("v2", workdir / "demo" / "v2"),
         }
         self.sources["v2.1"] = harness.build_code_only_change(self.sources["v2"], workdir / "demo" / "v2.1", "v2.1")
+        self.wheels: dict[str, Path] = {}
+        if with_requirements_change:
+            self.sources["v2.2"] = harness.build_code_only_change(
+                self.sources["v2.1"], workdir / "demo" / "v2.2", "v2.2"
+            )
+            requirements = self.sources["v2.2"] / "requirements.txt"
+            pinned = requirements.read_text()
+            if DJANGO_NOW not in pinned:
+                raise BenchError(f"the demo no longer pins {DJANGO_NOW}: update DJANGO_NOW and DJANGO_OTHER")
+            requirements.write_text(pinned.replace(DJANGO_NOW, DJANGO_OTHER))
+            self.wheels["v2.2"] = workdir / "wheels-v2.2"
+            harness.run(
+                [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "--quiet"]
+                + ["-r", str(requirements), "-w", str(self.wheels["v2.2"])]
+            )
 
     def inventory(self, containers: list[Container]) -> Path:
         hosts = {}
@@ -135,6 +172,10 @@ class Bench:
     def naive(self, container: Container, version: str) -> dict[str, float]:
         """stop, copy, install, migrate, collectstatic, start: seconds of each step."""
         wheelhouse = container.sh(f"ls -d /srv/{APP}/wheels/*/ | head -n 1")
+        if version in self.wheels:
+            # Downloading is not counted: the wheels are on the server before the window opens.
+            wheelhouse = f"{harness.LOAD_DIR}/wheels-{version}"
+            copy_tree(container, self.wheels[version], wheelhouse)
         venv = f"{SERVING}/.venv/bin/python"
         steps = {
             "stop": lambda: harness.run(container.exec("systemctl", "stop", UNIT)),
@@ -197,11 +238,23 @@ class Bench:
 
 def copy_code(container: Container, source: Path) -> None:
     """A tar stream of the project from the controller, unpacked over the serving directory."""
+    copy_tree(container, source, SERVING)
+
+
+def copy_tree(container: Container, source: Path, dest: str) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         archive.add(source, arcname=".", filter=lambda info: None if "__pycache__" in info.name else info)
     completed = subprocess.run(
-        ["docker", "exec", "-i", container.name, "tar", "-C", SERVING, "--no-same-owner", "-xf", "-"],
+        [
+            "docker",
+            "exec",
+            "-i",
+            container.name,
+            "bash",
+            "-c",
+            f"mkdir -p {dest} && tar -C {dest} --no-same-owner -xf -",
+        ],
         input=buffer.getvalue(),
         capture_output=True,
         check=False,
@@ -227,7 +280,9 @@ def one_round(bench: Bench, number: int, smoke: bool) -> list[Step]:
             (Step("migrations", second, "v2"), by_method[second]),
             (Step("code only", first, "v2.1"), by_method[first]),
             (Step("code only", second, "v2.1"), by_method[second]),
-            (Step("same revision", "greenlight", "v2.1"), ours),
+            (Step("requirements", first, "v2.2"), by_method[first]),
+            (Step("requirements", second, "v2.2"), by_method[second]),
+            (Step("same revision", "greenlight", "v2.2"), ours),
         ]
         containers = [ours, theirs]
     try:
@@ -264,10 +319,10 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
         f"fresh containers set up alike (PostgreSQL, demo v1 deployed with `deploy.yml`); in each round the same "
         f"changes on both, the order of the methods alternating. Probe: load.py inside the container at "
         f"{args.rate:g} requests/s with keep-alive through nginx on loopback; the window is the span from the "
-        f"first request that did not get a 200 to the next one that did. `naive` = `systemctl stop`, tar stream "
-        f"of the code from the controller over the serving directory, `pip install -r requirements.txt` from the "
-        f"same wheelhouse (nothing to download), `migrate`, `collectstatic`, `systemctl start`: one `docker exec` "
-        f"each, no Ansible. Medians over the rounds.",
+        "first request that did not get a 200 to the next one that did. `naive` = `systemctl stop`, tar stream "
+        "of the code from the controller over the serving directory, `pip install -r requirements.txt` from a "
+        "wheelhouse already on the server (nothing to download), `migrate`, `collectstatic`, `systemctl start`: "
+        "one `docker exec` each, no Ansible: the naive method at its fastest. Medians over the rounds.",
         "",
         "| change | method | window seen by the probe (s) | failed probes | window reported by the playbook (s) "
         "| wall time (s) | all rounds: window (s) |",
@@ -302,6 +357,13 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
             f"{harness.verdict(ours <= CODE_ONLY_TARGET)})"
             + (f"; greenlight / naive = {ours / theirs:.2f}" if theirs else "")
         )
+    ours, theirs = med("requirements", "greenlight", window_of), med("requirements", "naive", window_of)
+    if ours is not None and theirs:
+        lines.append(
+            f"- window, requirements changed (nothing to migrate): greenlight / naive = {ours:.2f} s / {theirs:.2f} s "
+            f"= {ours / theirs:.2f}: greenlight builds the new virtualenv before its window, the naive deploy "
+            "reinstalls inside it"
+        )
     again = chosen("same revision", "greenlight")
     if again:
         wall = statistics.median(step.wall for step in again)
@@ -320,18 +382,15 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
             )
     inside = [step.window_tasks() for step in chosen("migrations", "greenlight")]
     if inside and inside[-1]:
-        ranked = sorted(inside[-1], reverse=True)
-        slowest, rest = ranked[:6], ranked[6:]
         lines.append(
-            f"- where the greenlight window goes (v1 -> v2, last round): {len(ranked)} tasks started between the "
-            f"first failed probe and the next 200, {sum(seconds for seconds, _name in ranked):.1f} s in all; the "
-            "slowest: "
-            + "; ".join(f"`{name}` {seconds:.2f} s" for seconds, name in slowest)
-            + (
-                f"; the other {len(rest)}: {sum(seconds for seconds, _name in rest) / len(rest):.2f} s each"
-                if rest
-                else ""
-            )
+            "- where the greenlight window goes (v1 -> v2, last round; tasks that started between the first failed "
+            "probe and the next 200, each until the next task started): " + where_time_goes(inside[-1])
+        )
+    if again and again[-1].playbook:
+        lines.append(
+            "- where the re-deploy's time goes (last round; every task banner, skipped ones included, each until the "
+            f"next one): {where_time_goes(again[-1].task_times())}; ansible-playbook started its first task "
+            f"{again[-1].playbook.tasks()[0][0] - again[-1].playbook.started:.1f} s after it was launched"
         )
     if plot:
         lines += ["", f"![probe results during the deploys]({plot})"]
@@ -339,33 +398,49 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
 
 
 def draw(steps: list[Step], path: Path) -> None:
-    """One row per (change, method) of the last round: each probe request over time, failures in red."""
+    """Top: the window of each change and method (bars: median, dots: rounds). Bottom: the probe through the
+    window of v1 -> v2 (last round), both methods aligned at their first failed request."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    last = {(step.change, step.method): step for step in steps if step.change != "same revision"}
-    order = list(CHANGES)
-    rows = sorted(last.items(), key=lambda item: (order.index(item[0][0]), item[0][1]))
-    figure, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * len(rows) + 1), sharex=True, squeeze=False)
-    for axis, ((change, method), step) in zip(axes[:, 0], rows):
-        zero = step.deploy_start
-        good = [(entry[0] - zero, entry[1] * 1000) for entry in step.trace if entry[2] == 200]
-        bad = [(entry[0] - zero, entry[1] * 1000) for entry in step.trace if entry[2] != 200]
-        if good:
-            axis.scatter(*zip(*good), s=4, color="tab:green", label="200")
-        if bad:
-            axis.scatter(*zip(*bad), s=6, color="tab:red", label="not 200")
-        if step.outage and step.outage.failed:
-            axis.axvspan(step.outage.first_failed - zero, step.outage.recovered - zero, color="tab:red", alpha=0.12)
-        axis.axvline(0, color="grey", linewidth=0.8)
-        axis.axvline(step.wall, color="grey", linewidth=0.8, linestyle="--")
-        axis.set_yscale("log")
-        axis.set_ylabel("ms")
-        axis.set_title(f"{method}, {change}: window {window_of(step):.2f} s, deploy {step.wall:.1f} s", fontsize=9)
-    axes[-1, 0].set_xlabel("seconds since the deploy started (grey: start and end of the deploy)")
-    axes[0, 0].legend(loc="upper right", fontsize=8)
+    colours = {"greenlight": "tab:green", "naive": "tab:grey"}
+    changes = [change for change in CHANGES if any(step.change == change for step in steps)]
+    figure, (bars, probes) = plt.subplots(2, 1, figsize=(10, 7.5), gridspec_kw={"height_ratios": [3, 2]})
+    for offset, method in ((-0.2, "greenlight"), (0.2, "naive")):
+        for position, change in enumerate(changes):
+            windows = [window_of(step) for step in steps if step.change == change and step.method == method]
+            if not windows:
+                continue
+            height = statistics.median(windows)
+            bars.bar(
+                position + offset, height, width=0.38, color=colours[method], label=method if position == 0 else None
+            )
+            bars.scatter([position + offset] * len(windows), windows, color="black", s=8, zorder=3)
+            bars.annotate(f"{height:.1f} s", (position + offset, height), ha="center", va="bottom", fontsize=8)
+    handles, labels = bars.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    bars.legend(unique.values(), unique.keys(), fontsize=8)
+    bars.set_xticks(range(len(changes)), [CHANGES[change].replace(" (", "\n(") for change in changes], fontsize=8)
+    bars.set_ylabel("downtime window seen by the probe (s)")
+    bars.set_title("Simple deploy: downtime window per change, greenlight against the naive deploy", fontsize=10)
+
+    rows = [step for step in steps if step.change == "migrations"]
+    last = {step.method: step for step in rows}
+    for row, (method, step) in enumerate(sorted(last.items())):
+        zero = step.outage.first_failed if step.outage and step.outage.failed else step.deploy_start
+        for ok, colour in ((True, colours[method]), (False, "tab:red")):
+            times = [entry[0] - zero for entry in step.trace if (entry[2] == 200) == ok]
+            probes.scatter(times, [row] * len(times), marker="|", s=120, color=colour)
+        probes.annotate(f"{window_of(step):.2f} s", (window_of(step), row + 0.25), fontsize=8)
+    probes.set_yticks(range(len(last)), [f"{method}\n(v1 -> v2)" for method in sorted(last)], fontsize=8)
+    probes.set_ylim(-0.6, len(last) - 0.4)
+    probes.set_xlim(-3, max([window_of(step) for step in last.values()] + [1]) + 4)
+    probes.set_xlabel("seconds since the first failed probe request (red: not 200)")
+    probes.set_title(
+        f"Probe requests through the v1 -> v2 window (the last of {len(rows) // max(1, len(last))} rounds)", fontsize=10
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -387,7 +462,7 @@ def main(argv: list[str]) -> int:
     steps: list[Step] = []
     with tempfile.TemporaryDirectory(prefix="greenlight-bench-deploy-") as tmp:
         try:
-            bench = Bench(Path(tmp), harness.base_image(), args.rate)
+            bench = Bench(Path(tmp), harness.base_image(), args.rate, not args.smoke)
             for number in range(1, rounds + 1):
                 steps += one_round(bench, number, args.smoke)
             draw(steps, PLOT if write else Path(tmp) / PLOT.name)
