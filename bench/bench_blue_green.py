@@ -197,7 +197,7 @@ def report(runs: list[Run], args, plot: str) -> str:
         SECTION,
         "",
         f"Machine: {harness.machine()}. {harness.versions()}. Collection at {harness.commit()}.",
-        f"Command: `python bench/bench_blue_green.py{' --smoke' if args.smoke else ''}`. Change: {what}. "
+        f"Command: `{harness.command_line()}`. Change: {what}. "
         f"Load: load.py inside the container, {args.rate:g} requests/s of `GET /healthz` (a database query) over "
         f"two keep-alive connections to nginx on loopback, from {args.settle:g} s before the deploy to "
         f"{args.settle:g} s after it; segments cut at the moments the playbook's `Phase | switch` and "
@@ -293,6 +293,7 @@ def main(argv: list[str]) -> int:
         args.settle = min(args.settle, 3)
     write = bool(args.update_results) and not args.smoke
 
+    harness.stop_on_sigterm()
     harness.ensure_collection_link()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="greenlight-bench-bg-") as tmp:

@@ -315,7 +315,7 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
         SECTION,
         "",
         f"Machine: {harness.machine()}. {harness.versions()}. Collection at {harness.commit()}.",
-        f"Command: `python bench/bench_deploy.py{' --smoke' if args.smoke else ''}`. {rounds} round(s), each on two "
+        f"Command: `{harness.command_line()}`. {rounds} round(s), each on two "
         f"fresh containers set up alike (PostgreSQL, demo v1 deployed with `deploy.yml`); in each round the same "
         f"changes on both, the order of the methods alternating. Probe: load.py inside the container at "
         f"{args.rate:g} requests/s with keep-alive through nginx on loopback; the window is the span from the "
@@ -457,6 +457,7 @@ def main(argv: list[str]) -> int:
     rounds = 1 if args.smoke else args.rounds
     write = bool(args.update_results) and not args.smoke
 
+    harness.stop_on_sigterm()
     harness.ensure_collection_link()
     started = time.monotonic()
     steps: list[Step] = []

@@ -185,7 +185,7 @@ def report(deploys: list[Deploy], args) -> str:
         SECTION,
         "",
         f"Machine: {harness.machine()}. {harness.versions()}. Collection at {harness.commit()}.",
-        f"Command: `python bench/bench_scale.py{' --smoke' if args.smoke else ''}`. One PostgreSQL container and "
+        f"Command: `{harness.command_line()}`. One PostgreSQL container and "
         f"1 or 4 app containers on a docker network of the benchmark's own, all on this machine (2 cores shared by "
         f"every container and by Ansible); fresh app containers and a fresh database for each host count; Ansible's "
         f"default 5 forks. `deploy.yml` of demo v1 (first deploy) and then v2 (2 migrations) to every host in one "
@@ -227,6 +227,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     write = bool(args.update_results) and not args.smoke
 
+    harness.stop_on_sigterm()
     harness.ensure_collection_link()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="greenlight-bench-scale-") as tmp:

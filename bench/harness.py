@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -53,6 +54,15 @@ SYSTEMD_FLAGS = [
 
 class BenchError(Exception):
     pass
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM (timeout, CI) into SystemExit so that `finally:` removes the benchmark's containers."""
+
+    def leave(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -108,6 +118,13 @@ def commit() -> str:
     head = run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"]).stdout.strip()
     dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--", "playbooks", "roles", "plugins"]).stdout
     return head + (" (with uncommitted changes to playbooks/roles/plugins)" if dirty.strip() else "")
+
+
+def command_line() -> str:
+    """How this benchmark was started, relative to the checkout."""
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(REPO) if script.is_relative_to(REPO) else script
+    return " ".join(["python", str(shown), *sys.argv[1:]])
 
 
 def update_results(path: Path, title: str, section: str) -> None:
