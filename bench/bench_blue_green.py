@@ -224,7 +224,8 @@ def report(runs: list[Run], args, plot: str) -> str:
         f"- p99 latency, switch and drain / before: {switch['p99']:.1f} ms / {before['p99']:.1f} ms = "
         f"{switch['p99'] / before['p99']:.2f}; deploy while the old colour serves / before: "
         f"{stats['deploy, old colour serves']['p99'] / before['p99']:.2f}; after / before: "
-        f"{stats['after']['p99'] / before['p99']:.2f}",
+        f"{stats['after']['p99'] / before['p99']:.2f}. Ansible (the controller) and the server share this "
+        "machine's cores, so part of the rise while the playbook runs is Ansible's own CPU, not the switch",
     ]
     if len(runs) > 1:
         simple = runs[1]
@@ -270,8 +271,9 @@ def draw(runs: list[Run], path: Path) -> None:
         axis.set_yscale("log")
         axis.set_ylabel("latency (ms)")
         failures = sum(1 for entry in run.trace if entry[2] != 200)
+        what = "blue-green" if run.playbook == "deploy_blue_green.yml" else "the simple deploy, same change, same load"
         axis.set_title(
-            f"{run.playbook}: {len(run.trace)} requests at {run.totals.get('rate')} req/s, {failures} failed",
+            f"{run.playbook} ({what}): {len(run.trace)} requests at {run.totals.get('rate')} req/s, {failures} failed",
             fontsize=10,
         )
         axis.legend(loc="upper left", fontsize=7, markerscale=2)

@@ -58,6 +58,8 @@ class Deploy:
     ddl_statements: int
     applied: list[str]
     recorded: dict[str, int]
+    cpu_servers: float | None
+    cpu_controller: float
 
 
 class Bench:
@@ -97,12 +99,14 @@ class Bench:
 
     def deploy(self, inventory: Path, version: str) -> Deploy:
         before = self.ddl_count(version)
+        cpu_before = self.servers_cpu(), harness.children_cpu_seconds()
         result = harness.require_success(
             harness.run_playbook(
                 "deploy.yml", inventory, self.log, extra_vars={"greenlight_source_dir": str(self.sources[version])}
             ),
             f"deploy.yml of {version} to {len(self.apps)} host(s)",
         )
+        cpu_after = self.servers_cpu(), harness.children_cpu_seconds()
         for app in self.apps:
             served = app.sh("curl -s --max-time 5 http://127.0.0.1/version")
             if served != version:
@@ -118,12 +122,19 @@ class Bench:
             ddl_statements=self.ddl_count(version) - before,
             applied=list(summary.get("migrations_applied", [])),
             recorded={f"notes.{line.split('|')[0]}": int(line.split("|")[1]) for line in rows.splitlines() if line},
+            cpu_servers=None if None in (cpu_before[0], cpu_after[0]) else cpu_after[0] - cpu_before[0],
+            cpu_controller=cpu_after[1] - cpu_before[1],
         )
         say(
             f"  {deploy.hosts} host(s), {version}: {deploy.seconds:.1f} s, migrate task on {deploy.migrate_hosts}, "
             f"{deploy.ddl_statements} DDL statement(s), applied {deploy.applied}"
         )
         return deploy
+
+    def servers_cpu(self) -> float | None:
+        """CPU seconds used so far by the app containers and the database container together."""
+        used = [container.cpu_seconds() for container in [*self.apps, self.database]]
+        return None if None in used else sum(used)
 
     def ddl_count(self, version: str) -> int:
         text = self.database.sh(f"cat {PG_LOG} 2>/dev/null || true")
@@ -147,6 +158,10 @@ def migrate_hosts(result: harness.PlaybookRun) -> list[str]:
         if name.startswith("greenlight.django.migrate :") and re.search(r"\| Apply\b", name):
             hosts += result.task_hosts(name)
     return sorted(set(hosts))
+
+
+def cpu(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}"
 
 
 def applied_summary(applied: list[str]) -> str:
@@ -191,13 +206,14 @@ def report(deploys: list[Deploy], args) -> str:
         f"default 5 forks. `deploy.yml` of demo v1 (first deploy) and then v2 (2 migrations) to every host in one "
         f"run.",
         "",
-        "| hosts | deploy | wall (s) | changed (all hosts) | hosts that ran the migrate task | DDL statements in "
-        "PostgreSQL's log | migrations applied (the run's summary) |",
-        "|---|---|---|---|---|---|---|",
+        "| hosts | deploy | wall (s) | CPU s, containers | CPU s, Ansible | changed (all hosts) | hosts that ran the "
+        "migrate task | DDL statements in PostgreSQL's log | migrations applied (the run's summary) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for deploy in deploys:
         lines.append(
-            f"| {deploy.hosts} | {deploy.version} | {deploy.seconds:.1f} | {deploy.changed} "
+            f"| {deploy.hosts} | {deploy.version} | {deploy.seconds:.1f} | {cpu(deploy.cpu_servers)} "
+            f"| {deploy.cpu_controller:.1f} | {deploy.changed} "
             f"| {len(deploy.migrate_hosts)} | {deploy.ddl_statements} | {applied_summary(deploy.applied)} |"
         )
     lines.append("")
@@ -210,6 +226,16 @@ def report(deploys: list[Deploy], args) -> str:
                 f"- {version}: four hosts / one host = {four.seconds:.1f} s / {one.seconds:.1f} s = {ratio:.2f} "
                 f"(target <= {TARGET_RATIO}: {harness.verdict(ratio <= TARGET_RATIO)})"
             )
+            if one.cpu_servers is not None and four.cpu_servers is not None:
+                total_one = one.cpu_servers + one.cpu_controller
+                total_four = four.cpu_servers + four.cpu_controller
+                floor = total_four / (os.cpu_count() or 1)
+                lines.append(
+                    f"  - CPU, containers + Ansible: {total_four:.0f} s for four hosts against {total_one:.0f} s for "
+                    f"one ({total_four / total_one:.1f}x); on this machine's {os.cpu_count()} cores the four-host "
+                    f"run cannot take less than {floor:.0f} s, {floor / one.seconds:.2f}x the one-host run, because "
+                    "the four servers share the cores that separate machines would each have"
+                )
     once = all(ran_once(deploy) for deploy in deploys)
     recorded = by_key.get((4, "v2")) or deploys[-1]
     lines.append(

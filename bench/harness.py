@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -50,6 +51,12 @@ SYSTEMD_FLAGS = [
     "--tmpfs",
     "/tmp",
 ]
+
+
+def children_cpu_seconds() -> float:
+    """CPU time (user + system) of this process's finished children: ansible-playbook and its workers."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class BenchError(Exception):
@@ -214,6 +221,23 @@ class Container:
 
     def remove(self) -> None:
         subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by everything in the container so far (its cgroup), or None when not found."""
+        ident = run(["docker", "inspect", "-f", "{{.Id}}", self.name]).stdout.strip()
+        for path, scale in (
+            (f"/sys/fs/cgroup/cpuacct/docker/{ident}/cpuacct.usage", 1e-9),  # cgroup v1, cgroupfs driver
+            (f"/sys/fs/cgroup/docker/{ident}/cpu.stat", 1e-6),  # cgroup v2, cgroupfs driver
+            (f"/sys/fs/cgroup/system.slice/docker-{ident}.scope/cpu.stat", 1e-6),  # cgroup v2, systemd driver
+        ):
+            try:
+                text = Path(path).read_text()
+            except OSError:
+                continue
+            match = re.search(r"usage_usec (\d+)", text) if path.endswith("cpu.stat") else re.match(r"(\d+)", text)
+            if match:
+                return int(match.group(1)) * scale
+        return None
 
 
 def start_containers(containers: list[Container]) -> None:
