@@ -1,0 +1,126 @@
+"""Failing parts: whatever breaks, the old release serves again and no data is lost.
+
+The simple deploy of demo v2 (two pending migrations) is tried against a
+release that never gets healthy, a full backup directory, a database that
+stops answering before migrate and an nginx configuration that fails
+`nginx -t`. (A blue-green switch that nginx refuses is in
+test_4_interrupts.py, between the kills; a migration that fails half way, v5, is proven by
+molecule/deploy: test_v5_fails_half_way_and_everything_is_put_back.)
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from faults_lib import (
+    EPHEMERAL,
+    HOOKS,
+    SIMPLE,
+    ProcessSampler,
+    healthy,
+    leaks,
+    migrations,
+    pointer,
+    run,
+    serves,
+    sh,
+    snapshot,
+    user_data,
+    wait_for,
+    write_note,
+)
+
+V1_MIGRATIONS = ["notes.0001_initial"]
+BROKEN_NGINX = "/etc/nginx/conf.d/zz-faults-broken.conf"
+
+
+def unhealthy_variant() -> str:
+    """demo v2 whose /healthz always answers 503, as a release with a bug would."""
+    source = EPHEMERAL / "demo" / "v2-unhealthy"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(EPHEMERAL / "demo" / "v2", source)
+    (source / "VERSION").write_text("v2-unhealthy\n")
+    with (source / "notes" / "views.py").open("a") as views:
+        views.write(
+            "\n\n@never_cache\n"
+            "def healthz(request):  # noqa: F811 - this release's health check is broken on purpose\n"
+            '    return plain_text("unavailable: broken on purpose", status=503)\n'
+        )
+    return "v2-unhealthy"
+
+
+def assert_old_release_serves(release: str, data: str) -> None:
+    assert pointer(SIMPLE, "current") == release
+    assert serves(SIMPLE) == "v1"
+    assert healthy(SIMPLE)
+    assert user_data(SIMPLE) == data
+    assert [name for name in migrations(SIMPLE) if name.startswith("notes.")] == V1_MIGRATIONS
+    assert sh("test -e /srv/demo/deploy.lock && echo held || echo free") == "free"
+    assert SIMPLE.summary().get("outcome") == "failed"
+
+
+def test_a_release_that_never_gets_healthy_is_undone_and_the_backup_restored():
+    for n in range(3):
+        write_note(SIMPLE, f"before-unhealthy-{n}")
+    release, data = pointer(SIMPLE, "current"), user_data(SIMPLE)
+    sampler = ProcessSampler()
+    try:
+        result = run(SIMPLE, unhealthy_variant(), extra_vars={"wsgi_health_timeout": 5}, verbosity=3)
+    finally:
+        samples = sampler.stop()
+    print(f"unhealthy release: rc={result.rc} in {result.seconds:.1f} s")
+    assert result.rc != 0
+    assert "did not answer" in result.output and "/healthz" in result.output
+    assert "database restored from" in result.output
+    assert_old_release_serves(release, data)
+    # The secrets stayed out of -vvv and of every command line here too (backup, migrate, restore).
+    assert "greenlight-backup-db.py" in samples and "greenlight-migrate.py" in samples
+    assert leaks(result.output) == [] and leaks(samples) == []
+
+
+def test_a_full_backup_directory_stops_the_deploy_before_migrate():
+    release, data = pointer(SIMPLE, "current"), user_data(SIMPLE)
+    backups = sh("ls /srv/demo/backups")
+    sh("mount -t tmpfs -o size=1m,mode=0700 greenlight-faults-full /srv/demo/backups")
+    try:
+        sh("head -c 2M /dev/zero > /srv/demo/backups/filler 2>/dev/null || true")
+        result = run(SIMPLE, "v2")
+        leftovers = sh("ls -A /srv/demo/backups")
+    finally:
+        sh("umount /srv/demo/backups")
+    print(f"full backup directory: rc={result.rc} in {result.seconds:.1f} s")
+    assert result.rc != 0
+    assert "No space left on device" in result.output
+    assert leftovers == "filler", "a partial backup was left behind"
+    assert sh("ls /srv/demo/backups") == backups
+    assert_old_release_serves(release, data)
+
+
+def test_a_database_that_stops_answering_before_migrate():
+    release, data = pointer(SIMPLE, "current"), user_data(SIMPLE)
+    try:
+        result = run(
+            SIMPLE, "v2", extra_vars={"greenlight_hooks": {"before_migrate": str(HOOKS / "stop_database.yml")}}
+        )
+    finally:
+        sh("systemctl start postgresql")
+    print(f"database stopped before migrate: rc={result.rc} in {result.seconds:.1f} s")
+    assert result.rc != 0
+    assert "Nothing was applied" in result.output or "nothing was applied" in result.output, result
+    wait_for("the old release to answer again", lambda: healthy(SIMPLE), seconds=60, context=result)
+    assert_old_release_serves(release, data)
+
+
+def test_an_nginx_configuration_that_fails_nginx_t_stops_the_deploy_before_any_change():
+    before = snapshot(SIMPLE)
+    sh(f"echo 'this_is_no_directive faults;' > {BROKEN_NGINX}")
+    try:
+        result = run(SIMPLE, "v2")
+        after = snapshot(SIMPLE)
+    finally:
+        sh(f"rm -f {BROKEN_NGINX}")
+    print(f"nginx -t fails: rc={result.rc} in {result.seconds:.1f} s")
+    assert result.rc != 0
+    assert "this_is_no_directive" in result.output
+    assert after == before
+    assert sh("nginx -t 2>&1 && echo fine").endswith("fine")
