@@ -1,6 +1,6 @@
 """Benchmark the simple deploy's downtime window against the naive deploy, and a re-deploy of the same revision.
 
-Two containers from the local base image, set up alike: PostgreSQL with the
+Three containers from the local base image, set up alike: PostgreSQL with the
 demo database and demo v1 deployed with ``playbooks/deploy.yml``. Then, side
 by side, the same changes on each, under a probe inside the container (load.py
 at ``--rate`` requests per second, keep-alive, through nginx on loopback):
@@ -14,6 +14,10 @@ at ``--rate`` requests per second, keep-alive, through nginx on loopback):
   the server (nothing to download), ``manage.py migrate``, ``manage.py
   collectstatic``, ``systemctl start`` (which returns once gunicorn is ready).
   No Ansible, so no per-task overhead: the naive method at its fastest.
+* ``naive playbook``: the same steps as the usual Ansible play
+  (``bench/naive_deploy.yml``: ``systemd_service``, ``unarchive``,
+  ``command`` for pip, migrate and collectstatic), on container P, over the same docker connection as greenlight:
+  the naive method as a team that deploys with Ansible writes it.
 
 Changes: v1 -> v2 (two migrations: add a column, backfill it); v2 -> v2.1 (a
 new revision with nothing to migrate: only the code differs); v2.1 -> v2.2
@@ -23,7 +27,7 @@ the server beforehand). The window is what the probe saw: from the first
 request that did not get a 200 to the next one that did. Then ``deploy.yml``
 once more with v2.2 on G: wall time and the PLAY RECAP's changed count.
 
-    python bench/bench_deploy.py                                  # 3 rounds, fresh containers each, ~15 min
+    python bench/bench_deploy.py                                  # 3 rounds, fresh containers each, ~25 min
     python bench/bench_deploy.py --smoke                          # one container, one pass of each code path, ~2 min
     python bench/bench_deploy.py --update-results bench/RESULTS.md  # also write the section and the plot
 
@@ -55,6 +59,8 @@ SERVING = f"/srv/{APP}/current"
 WINDOW_RATIO_TARGET = 0.3
 CODE_ONLY_TARGET = 3.0
 REDEPLOY_TARGET = 15.0
+METHODS = ("greenlight", "naive", "naive playbook")
+NAIVE_PLAYBOOK = harness.BENCH / "naive_deploy.yml"
 # v2.2 pins another Django patch release than the demo (the naive deploy reinstalls Django in its window).
 DJANGO_NOW = "Django==5.2.19"
 DJANGO_OTHER = "Django==5.2.18"
@@ -71,7 +77,7 @@ CHANGES = {
 @dataclass
 class Step:
     change: str  # "migrations", "code only", "same revision"
-    method: str  # "greenlight", "naive"
+    method: str  # one of METHODS
     source: str  # demo version directory name
     wall: float = 0.0
     outage: harness.Outage | None = None
@@ -169,13 +175,32 @@ class Bench:
         )
         return harness.require_success(result, what or f"deploy.yml of {version} on {container.name}")
 
-    def naive(self, container: Container, version: str) -> dict[str, float]:
-        """stop, copy, install, migrate, collectstatic, start: seconds of each step."""
-        wheelhouse = container.sh(f"ls -d /srv/{APP}/wheels/*/ | head -n 1")
+    def archive(self, version: str) -> Path:
+        """The project as a .tar.gz on the controller (what the naive playbook unpacks on the server)."""
+        path = self.workdir / f"code-{version}.tar.gz"
+        if not path.exists():
+            with tarfile.open(path, mode="w:gz") as archive:
+                archive.add(
+                    self.sources[version], arcname=".", filter=lambda info: None if "__pycache__" in info.name else info
+                )
+        return path
+
+    def wheelhouse(self, container: Container, version: str) -> str:
         if version in self.wheels:
             # Downloading is not counted: the wheels are on the server before the window opens.
             wheelhouse = f"{harness.LOAD_DIR}/wheels-{version}"
             copy_tree(container, self.wheels[version], wheelhouse)
+            return wheelhouse
+        return container.sh(f"ls -d /srv/{APP}/wheels/*/ | head -n 1")
+
+    def naive_playbook(self, container: Container, inventory: Path, version: str) -> harness.PlaybookRun:
+        extra = {"naive_archive": str(self.archive(version)), "naive_wheelhouse": self.wheelhouse(container, version)}
+        result = harness.run_playbook(str(NAIVE_PLAYBOOK), inventory, self.log, extra_vars=extra, limit=container.name)
+        return harness.require_success(result, f"naive_deploy.yml of {version} on {container.name}")
+
+    def naive(self, container: Container, version: str) -> dict[str, float]:
+        """stop, copy, install, migrate, collectstatic, start: seconds of each step."""
+        wheelhouse = self.wheelhouse(container, version)
         venv = f"{SERVING}/.venv/bin/python"
         steps = {
             "stop": lambda: harness.run(container.exec("systemctl", "stop", UNIT)),
@@ -207,6 +232,11 @@ class Bench:
             if step.method == "naive":
                 step.parts = self.naive(container, step.source)
                 step.wall = time.time() - step.deploy_start
+            elif step.method == "naive playbook":
+                result = self.naive_playbook(container, inventory, step.source)
+                step.playbook = result
+                step.wall = result.seconds
+                step.parts = {name.strip(): seconds for seconds, name in step.task_times()}
             else:
                 result = self.greenlight(container, inventory, step.source)
                 step.playbook = result
@@ -266,25 +296,28 @@ def copy_tree(container: Container, source: Path, dest: str) -> None:
 def one_round(bench: Bench, number: int, smoke: bool) -> list[Step]:
     tag = f"{os.getpid()}-{number}"
     if smoke:
-        # Every code path once: the first deploy (greenlight, under the probe) and a naive deploy after it.
+        # Every code path once: the first deploy (greenlight, under the probe), then each naive deploy.
         only = Container(f"greenlight-bench-deploy-{tag}", bench.image)
-        plan = [(Step("first deploy", "greenlight", "v1"), only), (Step("migrations", "naive", "v2"), only)]
+        plan = [
+            (Step("first deploy", "greenlight", "v1"), only),
+            (Step("migrations", "naive playbook", "v2"), only),
+            (Step("code only", "naive", "v2.1"), only),
+        ]
         containers = [only]
     else:
-        ours = Container(f"greenlight-bench-deploy-g-{tag}", bench.image)
-        theirs = Container(f"greenlight-bench-deploy-n-{tag}", bench.image)
-        first, second = ("greenlight", "naive") if number % 2 else ("naive", "greenlight")
-        by_method = {"greenlight": ours, "naive": theirs}
+        by_method = {
+            method: Container(f"greenlight-bench-deploy-{method[0]}{len(method)}-{tag}", bench.image)
+            for method in METHODS
+        }
+        # The order of the methods rotates from round to round.
+        order = METHODS[(number - 1) % len(METHODS) :] + METHODS[: (number - 1) % len(METHODS)]
         plan = [
-            (Step("migrations", first, "v2"), by_method[first]),
-            (Step("migrations", second, "v2"), by_method[second]),
-            (Step("code only", first, "v2.1"), by_method[first]),
-            (Step("code only", second, "v2.1"), by_method[second]),
-            (Step("requirements", first, "v2.2"), by_method[first]),
-            (Step("requirements", second, "v2.2"), by_method[second]),
-            (Step("same revision", "greenlight", "v2.2"), ours),
+            (Step(change, method, version), by_method[method])
+            for change, version in (("migrations", "v2"), ("code only", "v2.1"), ("requirements", "v2.2"))
+            for method in order
         ]
-        containers = [ours, theirs]
+        plan.append((Step("same revision", "greenlight", "v2.2"), by_method["greenlight"]))
+        containers = list(by_method.values())
     try:
         say(f"round {number}: setting up {', '.join(c.name for c in containers)} (PostgreSQL, demo v1)")
         started = time.monotonic()
@@ -315,21 +348,24 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
         SECTION,
         "",
         f"Machine: {harness.machine()}. {harness.versions()}. Collection at {harness.commit()}.",
-        f"Command: `{harness.command_line()}`. {rounds} round(s), each on two "
-        f"fresh containers set up alike (PostgreSQL, demo v1 deployed with `deploy.yml`); in each round the same "
-        f"changes on both, the order of the methods alternating. Probe: load.py inside the container at "
+        f"Command: `{harness.command_line()}`. {rounds} round(s), each on three "
+        f"fresh containers set up alike (PostgreSQL, demo v1 deployed with `deploy.yml`), one per method; in each "
+        f"round the same changes on each, the order of the methods rotating. Probe: load.py inside the container at "
         f"{args.rate:g} requests/s with keep-alive through nginx on loopback; the window is the span from the "
         "first request that did not get a 200 to the next one that did. `naive` = `systemctl stop`, tar stream "
         "of the code from the controller over the serving directory, `pip install -r requirements.txt` from a "
         "wheelhouse already on the server (nothing to download), `migrate`, `collectstatic`, `systemctl start`: "
-        "one `docker exec` each, no Ansible: the naive method at its fastest. Medians over the rounds.",
+        "one `docker exec` each, no Ansible: the naive method at its fastest. `naive playbook` = the same steps as "
+        "the usual Ansible play (`bench/naive_deploy.yml`: `systemd_service` stop, `unarchive` of the code, `command` "
+        "for pip (the same wheelhouse), migrate and collectstatic, `systemd_service` start) over the same "
+        "docker connection as greenlight. Medians over the rounds.",
         "",
         "| change | method | window seen by the probe (s) | failed probes | window reported by the playbook (s) "
         "| wall time (s) | all rounds: window (s) |",
         "|---|---|---|---|---|---|---|",
     ]
     for change, label in CHANGES.items():
-        for method in ("greenlight", "naive"):
+        for method in METHODS:
             these = chosen(change, method)
             if not these:
                 continue
@@ -343,27 +379,39 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
                 + " |"
             )
     lines.append("")
-    ours, theirs = med("migrations", "greenlight", window_of), med("migrations", "naive", window_of)
-    if ours is not None and theirs:
-        ratio = ours / theirs
-        lines.append(
-            f"- window, greenlight / naive, v1 -> v2 with migrations: {ours:.2f} s / {theirs:.2f} s = {ratio:.2f} "
-            f"(target <= {WINDOW_RATIO_TARGET}: {harness.verdict(ratio <= WINDOW_RATIO_TARGET)})"
-        )
-    ours, theirs = med("code only", "greenlight", window_of), med("code only", "naive", window_of)
+    ours = med("migrations", "greenlight", window_of)
+    for method, what in (
+        ("naive playbook", "the naive method as an Ansible play, over the same connection"),
+        ("naive", "the naive method as bare commands, no Ansible: a floor no playbook reaches"),
+    ):
+        theirs = med("migrations", method, window_of)
+        if ours is not None and theirs:
+            ratio = ours / theirs
+            lines.append(
+                f"- window, greenlight / {method} ({what}), v1 -> v2 with migrations: {ours:.2f} s / "
+                f"{theirs:.2f} s = {ratio:.2f} (target <= {WINDOW_RATIO_TARGET}: "
+                f"{harness.verdict(ratio <= WINDOW_RATIO_TARGET)})"
+            )
+    ours = med("code only", "greenlight", window_of)
     if ours is not None:
+        ratios = [
+            f"greenlight / {method} = {ours / theirs:.2f}"
+            for method in ("naive playbook", "naive")
+            if (theirs := med("code only", method, window_of))
+        ]
         lines.append(
             f"- window, greenlight, nothing to migrate: {ours:.2f} s (target <= {CODE_ONLY_TARGET:g} s: "
-            f"{harness.verdict(ours <= CODE_ONLY_TARGET)})"
-            + (f"; greenlight / naive = {ours / theirs:.2f}" if theirs else "")
+            f"{harness.verdict(ours <= CODE_ONLY_TARGET)})" + "".join(f"; {ratio}" for ratio in ratios)
         )
-    ours, theirs = med("requirements", "greenlight", window_of), med("requirements", "naive", window_of)
-    if ours is not None and theirs:
-        lines.append(
-            f"- window, requirements changed (nothing to migrate): greenlight / naive = {ours:.2f} s / {theirs:.2f} s "
-            f"= {ours / theirs:.2f}: greenlight builds the new virtualenv before its window, the naive deploy "
-            "reinstalls inside it"
-        )
+    ours = med("requirements", "greenlight", window_of)
+    for method in ("naive playbook", "naive"):
+        theirs = med("requirements", method, window_of)
+        if ours is not None and theirs:
+            lines.append(
+                f"- window, requirements changed (nothing to migrate): greenlight / {method} = {ours:.2f} s / "
+                f"{theirs:.2f} s = {ours / theirs:.2f}: greenlight builds the new virtualenv before its window, the "
+                "naive deploy reinstalls inside it"
+            )
     again = chosen("same revision", "greenlight")
     if again:
         wall = statistics.median(step.wall for step in again)
@@ -373,7 +421,11 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
             f"{harness.verdict(wall < REDEPLOY_TARGET)}), changed={changed} in the PLAY RECAP (target 0: "
             f"{harness.verdict(changed == 0)}), {max(step.outage.failed for step in again)} failed probes"
         )
-    for method, what in (("naive", "step (all inside the window)"), ("greenlight", "phase (the playbook's summary)")):
+    for method, what in (
+        ("naive", "step (all inside the window)"),
+        ("naive playbook", "task (all inside the window)"),
+        ("greenlight", "phase (the playbook's summary)"),
+    ):
         parts = [step.parts for step in chosen("migrations", method)]
         if parts:
             lines.append(
@@ -399,23 +451,23 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
 
 def draw(steps: list[Step], path: Path) -> None:
     """Top: the window of each change and method (bars: median, dots: rounds). Bottom: the probe through the
-    window of v1 -> v2 (last round), both methods aligned at their first failed request."""
+    window of v1 -> v2 (last round), the methods aligned at their first failed request."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"greenlight": "tab:green", "naive": "tab:grey"}
+    colours = {"greenlight": "tab:green", "naive": "tab:grey", "naive playbook": "tab:orange"}
     changes = [change for change in CHANGES if any(step.change == change for step in steps)]
     figure, (bars, probes) = plt.subplots(2, 1, figsize=(10, 7.5), gridspec_kw={"height_ratios": [3, 2]})
-    for offset, method in ((-0.2, "greenlight"), (0.2, "naive")):
+    for offset, method in zip((-0.27, 0.0, 0.27), METHODS):
         for position, change in enumerate(changes):
             windows = [window_of(step) for step in steps if step.change == change and step.method == method]
             if not windows:
                 continue
             height = statistics.median(windows)
             bars.bar(
-                position + offset, height, width=0.38, color=colours[method], label=method if position == 0 else None
+                position + offset, height, width=0.26, color=colours[method], label=method if position == 0 else None
             )
             bars.scatter([position + offset] * len(windows), windows, color="black", s=8, zorder=3)
             bars.annotate(f"{height:.1f} s", (position + offset, height), ha="center", va="bottom", fontsize=8)
@@ -424,7 +476,7 @@ def draw(steps: list[Step], path: Path) -> None:
     bars.legend(unique.values(), unique.keys(), fontsize=8)
     bars.set_xticks(range(len(changes)), [CHANGES[change].replace(" (", "\n(") for change in changes], fontsize=8)
     bars.set_ylabel("downtime window seen by the probe (s)")
-    bars.set_title("Simple deploy: downtime window per change, greenlight against the naive deploy", fontsize=10)
+    bars.set_title("Simple deploy: downtime window per change, greenlight against the naive deploys", fontsize=10)
 
     rows = [step for step in steps if step.change == "migrations"]
     last = {step.method: step for step in rows}
