@@ -423,7 +423,7 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
         )
     for method, what in (
         ("naive", "step (all inside the window)"),
-        ("naive playbook", "task (all inside the window)"),
+        ("naive playbook", "task (Gathering Facts before the window, the others inside it)"),
         ("greenlight", "phase (the playbook's summary)"),
     ):
         parts = [step.parts for step in chosen("migrations", method)]
