@@ -15,9 +15,10 @@ at ``--rate`` requests per second, keep-alive, through nginx on loopback):
   collectstatic``, ``systemctl start`` (which returns once gunicorn is ready).
   No Ansible, so no per-task overhead: the naive method at its fastest.
 * ``naive playbook``: the same steps as the usual Ansible play
-  (``bench/naive_deploy.yml``: ``systemd_service``, ``unarchive``,
-  ``command`` for pip, migrate and collectstatic), on container P, over the same docker connection as greenlight:
-  the naive method as a team that deploys with Ansible writes it.
+  (``bench/naive_deploy.yml``: ``systemd_service``, ``unarchive``, ``command``
+  for pip, migrate and collectstatic), on container P, over the same docker
+  connection as greenlight: the naive method as a team that deploys with
+  Ansible writes it.
 
 Changes: v1 -> v2 (two migrations: add a column, backfill it); v2 -> v2.1 (a
 new revision with nothing to migrate: only the code differs); v2.1 -> v2.2
@@ -180,9 +181,7 @@ class Bench:
         path = self.workdir / f"code-{version}.tar.gz"
         if not path.exists():
             with tarfile.open(path, mode="w:gz") as archive:
-                archive.add(
-                    self.sources[version], arcname=".", filter=lambda info: None if "__pycache__" in info.name else info
-                )
+                add_project(archive, self.sources[version])
         return path
 
     def wheelhouse(self, container: Container, version: str) -> str:
@@ -271,10 +270,15 @@ def copy_code(container: Container, source: Path) -> None:
     copy_tree(container, source, SERVING)
 
 
+def add_project(archive: tarfile.TarFile, source: Path) -> None:
+    """The tree under source, as `.`, without __pycache__."""
+    archive.add(source, arcname=".", filter=lambda info: None if "__pycache__" in info.name else info)
+
+
 def copy_tree(container: Container, source: Path, dest: str) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        archive.add(source, arcname=".", filter=lambda info: None if "__pycache__" in info.name else info)
+        add_project(archive, source)
     completed = subprocess.run(
         [
             "docker",
