@@ -2,8 +2,9 @@
 
 Tests run in file order and build on each other like a real sequence of
 deploys: v1 (converge) serves; v2 goes out while a probe measures the downtime
-window; v2 again changes nothing; v3 is refused; v5 fails half way and is
-undone; a held lock stops a second deploy.
+window; v2 again changes nothing, and with another unit restarts gunicorn on
+it; v3 is refused; v5 fails half way and is undone; a held lock stops a second
+deploy.
 """
 
 from __future__ import annotations
@@ -128,6 +129,37 @@ def test_same_revision_again_changes_nothing(host):
     recap = [line for line in result.stdout.splitlines() if "changed=" in line]
     assert recap and all("changed=0" in line for line in recap), out(result)
     assert summary()["downtime_window_seconds"] in (0, "0")
+    assert served_version(host) == "v2"
+
+
+def gunicorn(host) -> tuple[str, str]:
+    """The master's PID and how many workers it runs."""
+    pid = host.check_output("systemctl show -p MainPID --value greenlight-demo@current").strip()
+    return pid, host.check_output(f"pgrep -c -P {pid}").strip()
+
+
+def test_same_revision_with_another_unit_restarts_gunicorn_on_it(host):
+    # The per-instance drop-in of greenlight.django 1.0.0 goes: the ports are in the template unit now.
+    legacy = "/etc/systemd/system/greenlight-demo@current.service.d/greenlight-bind.conf"
+    host.run(f"mkdir -p $(dirname {legacy}) && printf '[Service]\\n' > {legacy}")
+    before = gunicorn(host)
+    assert before[1] == "2"
+
+    result = deploy("v2", "-e", json.dumps({"wsgi_workers": 3}))
+    assert result.returncode == 0, out(result)
+    more = gunicorn(host)
+    assert more[0] != before[0] and more[1] == "3", f"gunicorn before {before}, after {more}: not restarted on the unit"
+    assert not host.file(legacy).exists
+    assert served_version(host) == "v2"
+
+    # Back to the scenario's unit: restarted once more, then nothing changes.
+    result = deploy("v2")
+    assert result.returncode == 0, out(result)
+    back = gunicorn(host)
+    assert back[0] != more[0] and back[1] == "2"
+    result = deploy("v2")
+    assert result.returncode == 0, out(result)
+    assert gunicorn(host) == back
     assert served_version(host) == "v2"
 
 

@@ -205,7 +205,6 @@ def server_snapshot(app: App) -> dict:
             f"{app.root}/shared/.env",
             f"{app.root}/bin/manage",
             f"/etc/systemd/system/greenlight-{app.name}@.service",
-            f"/etc/systemd/system/greenlight-{app.name}@*.service.d/*.conf",
             f"/etc/nginx/conf.d/greenlight-{app.name}.conf",
             f"{conf}/*.conf",
         ]

@@ -121,7 +121,6 @@ def test_the_app_user_cannot_write_its_code_its_units_or_its_environment():
         "/srv/demo/bin/manage",
         "/srv/demo/shared/.env",
         "/etc/systemd/system/greenlight-demo@.service",
-        "/etc/systemd/system/greenlight-demo@current.service.d/greenlight-bind.conf",
         "/etc/nginx/conf.d/greenlight-demo.conf",
     ]:
         assert sh(f"sudo -u demo sh -c 'echo x >> {target}' 2>/dev/null && echo wrote || echo refused") == "refused", (
