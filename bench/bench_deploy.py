@@ -61,6 +61,8 @@ WINDOW_RATIO_TARGET = 0.3
 CODE_ONLY_TARGET = 3.0
 REDEPLOY_TARGET = 15.0
 METHODS = ("greenlight", "naive", "naive playbook")
+# A task in the window that takes this long acts on the server; the shorter ones are Ansible's bookkeeping.
+WORK_TASK = 0.2
 NAIVE_PLAYBOOK = harness.BENCH / "naive_deploy.yml"
 # v2.2 pins another Django patch release than the demo (the naive deploy reinstalls Django in its window).
 DJANGO_NOW = "Django==5.2.19"
@@ -442,6 +444,17 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
             "- where the greenlight window goes (v1 -> v2, last round; tasks that started between the first failed "
             "probe and the next 200, each until the next task started): " + where_time_goes(inside[-1])
         )
+        work = [seconds for seconds, _name in inside[-1] if seconds >= WORK_TASK]
+        rest = [seconds for seconds, _name in inside[-1] if seconds < WORK_TASK]
+        naive_window = med("migrations", "naive playbook", window_of)
+        if work and naive_window:
+            lines.append(
+                f"- of that window, the {len(work)} tasks of {WORK_TASK:g} s or more, the ones that act on the server "
+                f"(maintenance page, stop, dump, migrate, switch, start, health check), took {sum(work):.1f} s: "
+                f"{sum(work) / naive_window:.2f}x the naive playbook's whole window, which has no backup, no health "
+                f"check, and a pip install with nothing to do; the other {len(rest)} tasks (role includes, input "
+                f"checks, facts) took {sum(rest):.1f} s"
+            )
     if again and again[-1].playbook:
         lines.append(
             "- where the re-deploy's time goes (last round; every task banner, skipped ones included, each until the "

@@ -163,6 +163,8 @@ def test_the_downtime_window_shows_the_maintenance_page(host):
     assert "maintenance" in body.lower()
     assert http(host, "/healthz")[0] == 503
     assert not host.service("greenlight-demo@current").is_running
+    # tasks_from stop disables by default (wsgi_stop_disables): a stopped instance does not come back at boot
+    assert not host.service("greenlight-demo@current").is_enabled
     assert not host.socket("tcp://127.0.0.1:8000").is_listening
 
 
