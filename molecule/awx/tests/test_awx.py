@@ -134,9 +134,11 @@ def job() -> Job:
     dist, collections = work / "dist", work / "collections"
     run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(dist), str(PROJECT)], timeout=300)
     tarball = next(dist.glob("greenlight-django-*.tar.gz"))
-    # --offline: dependencies (ansible.posix) come from what is installed already.
+    # --offline: dependencies (ansible.posix) come from what is installed already. --force: a greenlight.django
+    # installed elsewhere (~/.ansible/collections) would otherwise count as installed and leave this path empty.
     run(
-        [str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "-p", str(collections), str(tarball)],
+        [str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "--force", "-p", str(collections)]
+        + [str(tarball)],
         timeout=300,
     )
     installed = collections / "ansible_collections" / "greenlight" / "django"
