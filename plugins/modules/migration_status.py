@@ -121,17 +121,15 @@ seealso:
   - name: Migration operations
     description: The operations the module classifies.
     link: https://docs.djangoproject.com/en/stable/ref/migration-operations/
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module never changes anything, so check mode behaves exactly like a normal run.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
     platforms: posix
 author:
   - greenlight.django contributors (!UNKNOWN)
