@@ -16,25 +16,39 @@ export ANSIBLE_COLLECTIONS_PATH := $(BUILD)/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 export GREENLIGHT_BASE_IMAGE = $(shell cat $(BUILD)/base-image.tag 2>/dev/null)
+# ansible-core 2.19 imports cryptography's DSA support, which cryptography 51
+# deprecates: every ansible command would print that warning on stderr. It is
+# ansible-core's to fix, not a fault of this collection or of a deploy, so the
+# tools started from here ignore exactly that message (Python's own filter
+# syntax; nothing is imported to apply it). Users' runs are left as they are.
+export PYTHONWARNINGS := ignore:DSA is deprecated:UserWarning
 
 
-.PHONY: help setup host-packages venv link docker image lint sanity unit functional molecule bench-smoke bench test demo build changelog clean
+.PHONY: help setup host-packages venv lock link docker image lint sanity unit functional molecule bench-smoke bench test demo build changelog clean
 
 help:
 	@echo "make demo   - set up and deploy the demo project into a local container"
 	@echo "make test   - set up and run every check (lint, unit, functional, molecule)"
 	@echo "make setup  - only the set-up: virtualenv, Docker daemon, base image"
+	@echo "make lock   - re-resolve requirements/dev.lock after editing requirements/dev.txt"
 
 setup: venv link image host-packages
 
 host-packages:
 	@bash scripts/ensure-host-packages.sh
 
-$(BIN)/.installed: requirements/dev.txt
+# requirements/dev.txt names the tools; requirements/dev.lock pins every package
+# they pull in, with hashes. `make lock` refreshes the lock after an edit of
+# dev.txt; `make lint` fails when the two disagree.
+$(BIN)/.installed: requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.lock
 	touch $@
+
+lock: venv
+	$(BIN)/uv pip compile requirements/dev.txt --generate-hashes --upgrade --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --annotation-style line \
+	  --custom-compile-command "make lock" -o requirements/dev.lock
 
 venv: $(BIN)/.installed
 
@@ -51,6 +65,7 @@ image: docker
 	@echo "base image: $$(cat $(BUILD)/base-image.tag)"
 
 lint: venv link
+	$(BIN)/python scripts/check_lock.py requirements/dev.txt requirements/dev.lock
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/ansible-lint --offline
