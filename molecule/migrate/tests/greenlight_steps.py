@@ -28,6 +28,17 @@ def ansible_environment(json_output: bool) -> dict:
     return env
 
 
+def json_document(stdout: str) -> dict:
+    """The JSON callback's document in ``stdout``: it starts at the first line that opens an object, so a line a
+    plugin or a dependency prints before it (a warning on stdout) does not hide the results."""
+    start = next((index for index, line in enumerate(stdout.splitlines(keepends=True)) if line.startswith("{")), None)
+    if start is None:
+        return {}
+    text = "".join(stdout.splitlines(keepends=True)[start:])
+    document, _end = json.JSONDecoder().raw_decode(text)
+    return document
+
+
 class Run:
     """One ansible-playbook run of a step: return code, output, and (JSON callback) its results."""
 
@@ -37,7 +48,7 @@ class Run:
         self.stderr = completed.stderr
         self.output = completed.stdout + completed.stderr
         self.seconds = seconds
-        self.data = json.loads(completed.stdout) if json_output and completed.stdout.strip() else {}
+        self.data = json_document(completed.stdout) if json_output else {}
 
     def results(self):
         for play in self.data.get("plays", []):
