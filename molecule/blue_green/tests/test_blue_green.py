@@ -91,10 +91,14 @@ def under_load(host, run):
 
 
 def assert_no_failed_request(report: dict) -> None:
+    """Every request answered 200, and the load spanned the switch: both the old and the new release answered
+    a good number of requests. (The rate the container reaches depends on what else uses the cores, so it is
+    printed, not asserted; bench/bench_blue_green.py measures the switch at a fixed rate.)"""
     assert report["requests"] > 0
     assert report["failed"] == 0, report["errors"]
     assert report["ok"] == report["requests"]
-    assert report["rate"] >= 50, report
+    answered = sorted(report["bodies"].values())
+    assert len(answered) == 2 and answered[0] >= 20, report
 
 
 def test_v1_serves_from_blue(host):
