@@ -46,8 +46,9 @@ def play() -> list[dict]:
                     {
                         "name": f"Case {index} - keep the message",
                         "ansible.builtin.set_fact": {
-                            "messages": "{{ messages | default({}) | combine({'%d': ansible_failed_result.msg}) }}"
-                            % index
+                            "messages": "{{ messages | default({}) | combine({'"
+                            + str(index)
+                            + "': ansible_failed_result.msg}) }}"
                         },
                     }
                 ],
