@@ -311,3 +311,18 @@ def test_newest_demo_deploys_over_the_old_pins(host):
     assert host.file("/run/greenlight-demo-current/gunicorn.ctl").is_socket
     report = summary()
     assert report["outcome"] == "deployed" and report["notes"] == [], report
+
+
+def test_a_second_site_that_claims_default_server_is_refused_with_nginx_own_message(host):
+    other = "/etc/nginx/sites-enabled/zz-other-default"
+    site = "server { listen 80 default_server; server_name other.test; return 204; }"
+    host.check_output(f"echo '{site}' > {other}")
+    try:
+        result = deploy("v2")
+        assert result.returncode != 0
+        error = summary()["error"]
+        assert "duplicate default server" in error and "non-zero return code" not in error, error
+        assert summary()["outcome"] == "refused"
+    finally:
+        host.run(f"rm -f {other}")
+    assert served_version(host) == "v2"
