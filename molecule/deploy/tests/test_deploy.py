@@ -254,7 +254,7 @@ LEGACY_HOST = "demo.example.com"  # the variant's settings: ALLOWED_HOSTS = ["de
 def through_nginx(host, path: str, *, name: str = LEGACY_HOST) -> tuple[str, str]:
     """(status, body) of a request through nginx with that Host."""
     answer = host.check_output(f"curl -s --max-time 5 -H 'Host: {name}' -w '\\n%{{http_code}}' http://127.0.0.1{path}")
-    body, _, status = answer.rpartition("\n")
+    body, _newline, status = answer.rpartition("\n")
     return status, body.strip()
 
 

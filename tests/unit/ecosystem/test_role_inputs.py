@@ -90,7 +90,7 @@ def test_missing_application_name_is_reported_by_argument_validation(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     messages = json.loads((tmp_path / "messages.json").read_text())
-    for index, (role, entry, _) in enumerate(CASES):
+    for index, (role, entry, _given) in enumerate(CASES):
         message = messages.get(str(index), "")
         assert f"missing required arguments: {role}_app_name" in message, (role, entry, message)
         assert "undefined" not in message, (role, entry, message)
