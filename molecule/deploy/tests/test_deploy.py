@@ -326,3 +326,33 @@ def test_a_second_site_that_claims_default_server_is_refused_with_nginx_own_mess
     finally:
         host.run(f"rm -f {other}")
     assert served_version(host) == "v2"
+
+
+def test_extra_requirements_go_into_the_release(host):
+    """A project whose Dockerfile added a package: code_sync_extra_requirements puts it in the release."""
+    extra = {"code_sync_extra_requirements": ["python-dotenv==1.0.0"]}
+    result = deploy("v2", "-e", json.dumps(extra))
+    assert result.returncode == 0, out(result)
+    assert served_version(host) == "v2"
+    installed = host.check_output(f"{APP}/current/.venv/bin/python -m pip list --format=freeze")
+    assert "python-dotenv==1.0.0" in installed.split(), installed
+    # Built another way than the release of the same revision before it: a new release, not that one.
+    assert summary()["release"] != summary()["previous_release"]
+
+
+def test_a_build_command_that_fails_refuses_the_deploy_before_any_change(host):
+    current = host.check_output(f"readlink {APP}/current")
+    releases = host.check_output(f"ls {APP}/releases")
+    before = data_checksum(host)
+    # The demo has no translations and the server no gettext: compilemessages fails, as in a project that
+    # forgot to install gettext on its servers.
+    extra = {"code_sync_extra_requirements": ["python-dotenv==1.0.0"], "code_sync_build_commands": ["compilemessages"]}
+    result = deploy("v2", "-e", json.dumps(extra))
+    assert result.returncode != 0
+    report = summary()
+    assert report["outcome"] == "refused", report
+    assert "compilemessages" in report["error"] and "CommandError" in report["error"], report["error"]
+    assert host.check_output(f"readlink {APP}/current") == current
+    assert host.check_output(f"ls {APP}/releases") == releases
+    assert data_checksum(host) == before
+    assert served_version(host) == "v2"
