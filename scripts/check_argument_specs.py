@@ -6,7 +6,12 @@ Rules, for every role under roles/:
 * every option of ``main`` is in defaults/main.yml, unless it is
   ``required: true`` (a required input has no sensible default);
 * every option of every other entry point is an option of ``main`` too, with
-  the same type, so one description serves all entry points.
+  the same type, so one description serves all entry points;
+* no entry point holds a template (``{{``) anywhere: argument validation
+  renders the whole spec before it checks the required options, so a default
+  such as ``/srv/{{ wsgi_app_name }}`` turns a missing ``wsgi_app_name`` into
+  a templating error instead of "missing required arguments". Defaults that
+  depend on another input live in defaults/main.yml only.
 """
 
 from __future__ import annotations
@@ -48,6 +53,13 @@ def problems_of(role: Path) -> list[str]:
                 found.append(f"{role.name}: {name} (entry point {entry}) is not an option of main")
             elif option.get("type", "str") != main[name].get("type", "str"):
                 found.append(f"{role.name}: {name} has another type in entry point {entry} than in main")
+    for entry, spec in sorted(specs.items()):
+        for name, option in sorted(((spec or {}).get("options") or {}).items()):
+            if "{{" in yaml.safe_dump(option):
+                found.append(
+                    f"{role.name}: {name} (entry point {entry}) holds a template; argument validation would render"
+                    " it before checking the required options - keep such a default in defaults/main.yml only"
+                )
     return found
 
 

@@ -22,8 +22,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "examples" / "demo"
 VERSIONS = ["v1", "v2", "v3", "v4", "v5", "v6"]
-OVERLAY_VERSIONS = VERSIONS[1:]
-PARENTS = {"v1": None, "v2": "v1", "v3": "v2", "v4": "v2", "v5": "v2", "v6": "v2"}
+# The old-pins variant: v2's code with the requirements and settings of a 2023 tutorial project. It runs with
+# its own pins (LEGACY_PINS), not with the newest Django the other versions are checked against.
+LEGACY = "legacy"
+LEGACY_PINS = {
+    "django": "4.2.7",
+    "gunicorn": "21.2.0",
+    "psycopg2-binary": "2.9.9",
+    "whitenoise": "6.5.0",
+    "python-dotenv": "1.0.0",
+}
+ALL_VERSIONS = [*VERSIONS, LEGACY]
+OVERLAY_VERSIONS = ALL_VERSIONS[1:]
+PARENTS = {"v1": None, "v2": "v1", "v3": "v2", "v4": "v2", "v5": "v2", "v6": "v2", LEGACY: "v2"}
 UNMIGRATED_MODEL_CHANGES = {"v3"}  # makemigrations --check must find changes only here
 DATABASES = ["sqlite", "postgresql"]
 SECRET_KEY = secrets.token_urlsafe(50)
@@ -225,7 +236,7 @@ def test_cli_list_and_build(tmp_path):
         [sys.executable, str(DEMO / "build.py"), "--list"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert [line.split("\t")[:2] for line in listed] == [
-        [version, f"on {PARENTS[version]}" if PARENTS[version] else "base"] for version in VERSIONS
+        [version, f"on {PARENTS[version]}" if PARENTS[version] else "base"] for version in ALL_VERSIONS
     ]
     dest = tmp_path / "v2"
     built = subprocess.run(
@@ -255,8 +266,8 @@ def test_importable_as_build_from_its_folder():
 
 
 def test_the_demo_has_these_versions():
-    assert builder.available_versions() == VERSIONS
-    assert {version: builder.parent_of(version) for version in VERSIONS} == PARENTS
+    assert builder.available_versions() == ALL_VERSIONS
+    assert {version: builder.parent_of(version) for version in ALL_VERSIONS} == PARENTS
 
 
 @pytest.mark.parametrize("version", OVERLAY_VERSIONS)
@@ -366,3 +377,62 @@ def test_https_turns_on_the_secure_settings(python, built, database_url):
     assert set(re.findall(r"\(security\.(W\d+)\)", result.stdout + result.stderr)) == {"W004"}  # HSTS is opt-in
     hsts = manage(python, built("v1"), "check", "--deploy", env={**env, "DJANGO_SECURE_HSTS_SECONDS": "3600"})
     assert set(re.findall(r"\(security\.(W\d+)\)", hsts.stdout + hsts.stderr)) <= {"W005", "W021"}, output(hsts)
+
+
+# --------------------------------------------------------------------------- the old-pins variant, with its own pins
+
+
+@pytest.fixture(scope="session")
+def legacy_python(built) -> Path:
+    """A virtualenv with exactly what the variant's requirements.txt pins (cached under build/venvs)."""
+    requirements = (built(LEGACY) / "requirements.txt").read_text()
+    target = REPO / "build" / "venvs" / "demo-legacy"
+    python = target / "bin" / "python"
+    marker = target / ".greenlight-requirements"
+    if not (marker.exists() and marker.read_text() == requirements and python.exists()):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(target)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", "/dev/stdin"],
+            input=requirements,
+            text=True,
+            check=True,
+        )
+        marker.write_text(requirements)
+    return python
+
+
+def test_legacy_pins_the_versions_of_2023(built):
+    pins = {}
+    for line in (built(LEGACY) / "requirements.txt").read_text().split():
+        name, version = line.split("==", 1)
+        pins[name.lower()] = version
+    assert {name: pins.get(name) for name in LEGACY_PINS} == LEGACY_PINS
+    settings = (built(LEGACY) / "demo" / "settings.py").read_text()
+    assert "DEBUG = True" in settings
+    assert 'ALLOWED_HOSTS = ["demo.example.com", "localhost"]' in settings
+    assert "whitenoise.storage.CompressedManifestStaticFilesStorage" in settings
+    assert "load_dotenv(" in settings
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_legacy_runs_its_tests_with_its_own_pins(legacy_python, built, database_url, database):
+    project, env = built(LEGACY), django_env(database_url(database))
+    version = subprocess.run(
+        [str(legacy_python), "-m", "django", "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert version == LEGACY_PINS["django"]
+    result = manage(legacy_python, project, "test", "--noinput", env=env)
+    assert result.returncode == 0, output(result)
+    nothing = manage(legacy_python, project, "makemigrations", "--check", "--dry-run", env=env)
+    assert nothing.returncode == 0, output(nothing)
+
+
+def test_legacy_deploy_checks_warn_about_debug_but_do_not_fail(legacy_python, built, database_url):
+    """What a deploy shows as warnings in its summary (at the default fail level, ERROR, they pass)."""
+    project = built(LEGACY)
+    result = manage(legacy_python, project, "check", "--deploy", env=django_env(database_url("sqlite")))
+    assert result.returncode == 0, output(result)
+    assert "(security.W018)" in result.stderr, output(result)
+    static = manage(legacy_python, project, "collectstatic", "--noinput", env=django_env(database_url("sqlite")))
+    assert static.returncode == 0, output(static)
+    assert (project / "static" / "staticfiles.json").is_file()

@@ -4,7 +4,9 @@ Tests run in file order and build on each other like a real sequence of
 deploys: v1 (converge) serves; v2 goes out while a probe measures the downtime
 window; v2 again changes nothing, and with another unit restarts gunicorn on
 it; v3 is refused; v5 fails half way and is undone; a held lock stops a second
-deploy.
+deploy; rollbacks. Then the old-pins variant (Django 4.2, gunicorn 21.2,
+psycopg2-binary, whitenoise, DEBUG on, a short ALLOWED_HOSTS) deploys unchanged
+and migrates, and the newest demo (Django 5.2, gunicorn 27) deploys over it.
 """
 
 from __future__ import annotations
@@ -242,3 +244,115 @@ def test_rollback_reverse_unapplies_what_v1_does_not_have(host):
     assert host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note"') == rows
     report = summary()
     assert report["database"] == "unapplied: notes.0003_backfill_tag, notes.0002_note_tag", report
+
+
+# --------------------------------------------------------------------------- old pins, then the upgrade path
+
+LEGACY_HOST = "demo.example.com"  # the variant's settings: ALLOWED_HOSTS = ["demo.example.com", "localhost"]
+
+
+def through_nginx(host, path: str, *, name: str = LEGACY_HOST) -> tuple[str, str]:
+    """(status, body) of a request through nginx with that Host."""
+    answer = host.check_output(f"curl -s --max-time 5 -H 'Host: {name}' -w '\\n%{{http_code}}' http://127.0.0.1{path}")
+    body, _newline, status = answer.rpartition("\n")
+    return status, body.strip()
+
+
+def gunicorn_command_line(host) -> str:
+    pid = host.check_output("systemctl show -p MainPID --value greenlight-demo@current").strip()
+    return host.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
+
+
+def test_old_pins_deploy_unchanged_and_migrate(host):
+    """A 2023 project (Django 4.2, gunicorn 21.2, psycopg2-binary, whitenoise, DEBUG on, two ALLOWED_HOSTS)."""
+    # The rollback above left v1 serving, with only 0001 applied: the variant (v2's code) has two to apply.
+    rows = host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note"')
+    result = deploy("legacy", "-e", json.dumps({"greenlight_server_name": LEGACY_HOST}))
+    assert result.returncode == 0, out(result)
+
+    assert through_nginx(host, "/version") == ("200", "legacy")
+    assert through_nginx(host, "/healthz") == ("200", "ok legacy")
+    # Django answers only the names its settings list.
+    assert through_nginx(host, "/version", name="127.0.0.1")[0] == "400"
+    # whitenoise's manifest storage collected the static files; nginx serves them from the release.
+    assert through_nginx(host, "/static/admin/css/base.css")[0] == "200"
+    assert host.file(f"{APP}/current/static/staticfiles.json").exists
+
+    installed = host.check_output(f"{APP}/current/.venv/bin/python -m pip list --format=freeze")
+    assert {"Django==4.2.7", "gunicorn==21.2.0", "psycopg2-binary==2.9.9"} <= set(installed.split()), installed
+    command_line = gunicorn_command_line(host)
+    assert "gunicorn" in command_line and "control-socket" not in command_line, command_line
+
+    report = summary()
+    assert report["outcome"] == "deployed"
+    assert report["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+    assert any("gunicorn 21.2.0" in note and "control socket" in note for note in report["notes"]), report
+    assert any("security.W018" in warning for warning in report["check_deploy_warnings"]), report
+    assert host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note"') == rows
+    assert host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE tag = 'legacy'\"") == rows
+
+    host.check_output(
+        f"curl -sf --max-time 5 -H 'Host: {LEGACY_HOST}' -X POST -d title=on-old-pins http://127.0.0.1/notes/new"
+    )
+
+
+def test_newest_demo_deploys_over_the_old_pins(host):
+    before = data_checksum(host)
+    result = deploy("v2")
+    assert result.returncode == 0, out(result)
+    assert served_version(host) == "v2"
+    assert data_checksum(host) == before
+    assert host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE title = 'on-old-pins'\"") == "1"
+
+    installed = host.check_output(f"{APP}/current/.venv/bin/python -m pip list --format=freeze")
+    assert "gunicorn==27.0.1" in installed.split(), installed
+    # gunicorn 27 has the control socket: this release gets it, in the instance's runtime directory.
+    assert "--control-socket=/run/greenlight-demo-current/gunicorn.ctl" in gunicorn_command_line(host)
+    assert host.file("/run/greenlight-demo-current/gunicorn.ctl").is_socket
+    report = summary()
+    assert report["outcome"] == "deployed" and report["notes"] == [], report
+
+
+def test_a_second_site_that_claims_default_server_is_refused_with_nginx_own_message(host):
+    other = "/etc/nginx/sites-enabled/zz-other-default"
+    site = "server { listen 80 default_server; server_name other.test; return 204; }"
+    host.check_output(f"echo '{site}' > {other}")
+    try:
+        result = deploy("v2")
+        assert result.returncode != 0
+        error = summary()["error"]
+        assert "duplicate default server" in error and "non-zero return code" not in error, error
+        assert summary()["outcome"] == "refused"
+    finally:
+        host.run(f"rm -f {other}")
+    assert served_version(host) == "v2"
+
+
+def test_extra_requirements_go_into_the_release(host):
+    """A project whose Dockerfile added a package: code_sync_extra_requirements puts it in the release."""
+    extra = {"code_sync_extra_requirements": ["python-dotenv==1.0.0"]}
+    result = deploy("v2", "-e", json.dumps(extra))
+    assert result.returncode == 0, out(result)
+    assert served_version(host) == "v2"
+    installed = host.check_output(f"{APP}/current/.venv/bin/python -m pip list --format=freeze")
+    assert "python-dotenv==1.0.0" in installed.split(), installed
+    # Built another way than the release of the same revision before it: a new release, not that one.
+    assert summary()["release"] != summary()["previous_release"]
+
+
+def test_a_build_command_that_fails_refuses_the_deploy_before_any_change(host):
+    current = host.check_output(f"readlink {APP}/current")
+    releases = host.check_output(f"ls {APP}/releases")
+    before = data_checksum(host)
+    # The demo has no translations and the server no gettext: compilemessages fails, as in a project that
+    # forgot to install gettext on its servers.
+    extra = {"code_sync_extra_requirements": ["python-dotenv==1.0.0"], "code_sync_build_commands": ["compilemessages"]}
+    result = deploy("v2", "-e", json.dumps(extra))
+    assert result.returncode != 0
+    report = summary()
+    assert report["outcome"] == "refused", report
+    assert "compilemessages" in report["error"] and "CommandError" in report["error"], report["error"]
+    assert host.check_output(f"readlink {APP}/current") == current
+    assert host.check_output(f"ls {APP}/releases") == releases
+    assert data_checksum(host) == before
+    assert served_version(host) == "v2"

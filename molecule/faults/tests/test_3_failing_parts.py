@@ -122,5 +122,7 @@ def test_an_nginx_configuration_that_fails_nginx_t_stops_the_deploy_before_any_c
     print(f"nginx -t fails: rc={result.rc} in {result.seconds:.1f} s")
     assert result.rc != 0
     assert "this_is_no_directive" in result.output
+    # nginx's own words reach the summary, not only "non-zero return code".
+    assert "this_is_no_directive" in SIMPLE.summary()["error"], SIMPLE.summary()
     assert after == before
     assert sh("nginx -t 2>&1 && echo fine").endswith("fine")
