@@ -109,17 +109,22 @@ def _column(field, name):
     return name
 
 
-def _db_type(field, name, connection):
-    """The column type Django would create, or None (relations, M2M, errors)."""
+def _db_parameters(field, name, connection):
+    """(type, check) of the column Django would create; (None, None) for relations, M2M and errors.
+
+    The check is the CHECK constraint Django adds with the column (for example
+    ``"price" >= 0`` of a PositiveIntegerField), from the same ``db_parameters``
+    the schema editor uses.
+    """
     if getattr(field, "is_relation", False):
-        return None
+        return None, None
     try:
         bound = field.clone()
         bound.set_attributes_from_name(name)
-        db_type = bound.db_parameters(connection=connection).get("type")
+        params = bound.db_parameters(connection=connection)
     except Exception:  # pylint: disable=broad-except
-        return None
-    return db_type if db_type else None
+        return None, None
+    return params.get("type") or None, params.get("check") or None
 
 
 def _target(field):
@@ -138,6 +143,7 @@ def _target(field):
 
 
 def field_facts(field, name, connection):
+    db_type, db_check = _db_parameters(field, name, connection)
     return {
         "name": name,
         "class": f"{type(field).__module__}.{type(field).__name__}",
@@ -150,8 +156,11 @@ def field_facts(field, name, connection):
         "unique": bool(getattr(field, "unique", False)),
         "primary_key": bool(getattr(field, "primary_key", False)),
         "generated": bool(getattr(field, "generated", False)),
+        "blank": bool(getattr(field, "blank", False)),
+        "auto_now": bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)),
         "column": _column(field, name),
-        "db_type": _db_type(field, name, connection),
+        "db_type": db_type,
+        "db_check": db_check,
         "auto_through": _auto_through(field),
     }
 
@@ -280,6 +289,21 @@ class Context:
         self.alias = alias
         self.router = router
         self.state_broken = False
+        # Tables created by the pending plan so far: db_table -> "app.name" of
+        # the migration that creates it. The code that serves has never used them.
+        self.created_in = {}
+        self.migration = None  # "app.name" of the migration being inspected
+
+
+def state_tables(state, connection):
+    """db_table of every managed, concrete model of ``state``."""
+    tables = set()
+    for (app_label, _model), model_state in state.models.items():
+        options = model_state.options
+        if options.get("proxy") or not options.get("managed", True):
+            continue
+        tables.add(options.get("db_table") or _default_table(app_label, model_state.name, connection))
+    return tables
 
 
 def operation_bases(op):
@@ -328,7 +352,24 @@ def operation_facts(op, app_label, state, ctx):
     except Exception as exc:  # pylint: disable=broad-except
         facts["error"] = exception_last_line(exc)
         facts["emits_sql"] = None
+    table = facts.get("old_db_table") or (facts.get("model") or {}).get("db_table")
+    if table and table in ctx.created_in:
+        facts["new_table_from"] = ctx.created_in[table]
     return facts
+
+
+def _table_created(ctx, table, renamed_from=None):
+    """Remember that the plan creates ``table`` (or renames a table it created)."""
+    if renamed_from is None:
+        ctx.created_in[table] = ctx.migration
+    elif renamed_from in ctx.created_in:
+        ctx.created_in[table] = ctx.created_in[renamed_from]
+
+
+# Statements PostgreSQL refuses inside a transaction block.
+_SQL_OUTSIDE_TRANSACTION = re.compile(
+    r"\b(?:CONCURRENTLY|VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CREATE\s+TABLESPACE)\b", re.I
+)
 
 
 def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per operation family
@@ -370,13 +411,19 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         facts["noop"] = not any(text.strip() for text in facts["sql_text"])
         facts["allowed"] = _allowed(ctx.router, ctx.alias, app_label, **(op.hints or {}))
         facts["emits_sql"] = facts["allowed"] and not facts["noop"]
+        facts["outside_transaction"] = any(_SQL_OUTSIDE_TRANSACTION.search(text) for text in facts["sql_text"])
         return
+
+    if "NotInTransactionMixin" in bases:  # AddIndexConcurrently, RemoveIndexConcurrently
+        facts["outside_transaction"] = True
 
     if isinstance(op, migrations.CreateModel):
         options = op.options or {}
         managed = bool(options.get("managed", True)) and not options.get("proxy", False)
         facts["model"] = {"managed": bool(options.get("managed", True)), "proxy": bool(options.get("proxy", False))}
         facts["emits_sql"] = managed and model_allowed(op.name)
+        if facts["emits_sql"]:
+            _table_created(ctx, options.get("db_table") or _default_table(app_label, op.name, connection))
         return
 
     if isinstance(op, migrations.DeleteModel):
@@ -397,6 +444,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         facts["new_db_table"] = new_table
         facts["m2m_references"] = referencing_m2m
         facts["emits_sql"] = model_writes(model, op.old_name) and (old_table != new_table or bool(referencing_m2m))
+        _table_created(ctx, new_table, renamed_from=old_table)
         return
 
     if isinstance(op, migrations.AlterModelTable):
@@ -406,6 +454,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         facts["old_db_table"] = model["db_table"]
         facts["new_db_table"] = new_table
         facts["emits_sql"] = model_writes(model, op.name) and model["db_table"] != new_table
+        _table_created(ctx, new_table, renamed_from=model["db_table"])
         return
 
     if isinstance(op, (migrations.AddField, migrations.RemoveField, migrations.AlterField, migrations.RenameField)):
@@ -588,7 +637,8 @@ def forward(migration, state, ctx, include_sql):
                 else:
                     _database_forwards(op, app_label, editor, old_state, state)
             except Exception as exc:  # pylint: disable=broad-except
-                collected.append(f"-- greenlight: SQL not generated: {exception_last_line(exc)}")
+                facts[-1]["sql_error"] = exception_last_line(exc)
+                collected.append(f"-- greenlight: SQL not generated: {facts[-1]['sql_error']}")
                 continue
             if before == len(collected) + len(editor.deferred_sql):
                 collected.append("-- (no-op)")
@@ -628,7 +678,31 @@ def _database_forwards(op, app_label, editor, from_state, to_state):
                 editor.collected_sql.append(f"-- ({name} inside SeparateDatabaseAndState: SQL not generated)")
             current = after
         return
+    if "NotInTransactionMixin" in operation_bases(op):
+        _concurrent_index_forwards(op, app_label, editor, from_state, to_state)
+        return
     op.database_forwards(app_label, editor, from_state, to_state)
+
+
+def _concurrent_index_forwards(op, app_label, editor, from_state, to_state):
+    """AddIndexConcurrently/RemoveIndexConcurrently without their own transaction guard.
+
+    The guard would see the inspection's read-only transaction, not the
+    migration's; whether the migration itself runs in one is judged from its
+    ``atomic`` flag (see _migration_rules). Other backends have no concurrent
+    index at all, and their schema editor would fail with a TypeError.
+    """
+    from django.db import NotSupportedError
+
+    if editor.connection.vendor != "postgresql":
+        raise NotSupportedError(f"{type(op).__name__} works only on PostgreSQL, not on {editor.connection.vendor}")
+    if "AddIndex" in operation_bases(op):
+        model = to_state.apps.get_model(app_label, op.model_name)
+        editor.add_index(model, op.index, concurrently=True)
+        return
+    model = from_state.apps.get_model(app_label, op.model_name)
+    index = from_state.models[app_label, op.model_name_lower].get_index_by_name(op.name)
+    editor.remove_index(model, index, concurrently=True)
 
 
 # ---------------------------------------------------------------------------
@@ -765,6 +839,7 @@ def describe_pending(loader, full_plan, plan, ctx, include_sql):
             work_state = loader.project_state(key, at_end=False)
         else:
             work_state = state
+        ctx.migration = "{}.{}".format(*key)
         entry = {
             "app": migration.app_label,
             "name": migration.name,
@@ -776,6 +851,7 @@ def describe_pending(loader, full_plan, plan, ctx, include_sql):
             "initial": bool(getattr(migration, "initial", False)),
         }
         operations, sql = forward(migration, work_state, ctx, include_sql)
+        _mark_restored_tables(migration, operations, work_state, ctx)
         if sql is not None:
             entry["sql"] = sql
         entry["operations"] = operations
@@ -783,6 +859,25 @@ def describe_pending(loader, full_plan, plan, ctx, include_sql):
     if ctx.state_broken:
         state = None
     return entries, state
+
+
+def _mark_restored_tables(migration, operations, end_state, ctx):
+    """Flag table renames that the same atomic migration undoes (RenameModel + AlterModelTable back).
+
+    Inside one transaction the code that serves never sees the renamed table:
+    when the old table name exists again at the end of the migration and no
+    join table column was renamed, the renames cancel out.
+    """
+    renames = [facts for facts in operations if facts.get("old_db_table") and facts.get("emits_sql")]
+    if not renames or not migration.atomic or not ctx.connection.features.can_rollback_ddl:
+        return
+    try:
+        tables = state_tables(end_state, ctx.connection)
+    except Exception:  # pylint: disable=broad-except
+        return
+    for facts in renames:
+        if facts["old_db_table"] in tables and not facts.get("m2m_references"):
+            facts["table_restored"] = True
 
 
 def _states_match(from_state, to_state):
@@ -898,9 +993,15 @@ def _collect(result, connection, ctx, options):
     replaced = set()
     for migration in loader.replacements.values():
         replaced.update(tuple(item) for item in migration.replaces)
-    result["unknown_applied"] = sorted(
-        "{}.{}".format(*key) for key in recorded if key not in loader.disk_migrations and key not in replaced
-    )
+    from django.apps import apps
+
+    installed = {config.label for config in apps.get_app_configs()}
+    unknown = sorted(key for key in recorded if key not in loader.disk_migrations and key not in replaced)
+    # A whole app label the code no longer has (removed from INSTALLED_APPS)
+    # is not a migration the code is missing: report it apart.
+    result["unknown_applied"] = ["{}.{}".format(*key) for key in unknown if key[0] in installed]
+    result["uninstalled_applied"] = ["{}.{}".format(*key) for key in unknown if key[0] not in installed]
+    result["fresh_database"] = not recorded
     result["squashed_unrecorded"] = sorted(
         "{}.{}".format(*key) for key in loader.replacements if key in loader.applied_migrations and key not in recorded
     )
@@ -918,6 +1019,11 @@ def _collect(result, connection, ctx, options):
         plan = executor.migration_plan(leaves)
     entries, final_state = describe_pending(loader, full_plan, plan, ctx, bool(options.get("include_sql")))
     result["pending"] = entries
+    if result["inconsistent_history"] is not None:
+        # The state replayed from the database's history misses the migrations
+        # recorded out of order; compare the models with the migrations' own
+        # state instead, or a missing record reads as a model change.
+        final_state = None
     result["unmigrated_changes"] = unmigrated_changes(loader, final_state)
 
 
