@@ -865,8 +865,9 @@ def _mark_restored_tables(migration, operations, end_state, ctx):
     """Flag table renames that the same atomic migration undoes (RenameModel + AlterModelTable back).
 
     Inside one transaction the code that serves never sees the renamed table:
-    when the old table name exists again at the end of the migration and no
-    join table column was renamed, the renames cancel out.
+    when the old table name exists again at the end of the migration (or the
+    renamed table is one an earlier rename of the migration made) and no join
+    table column was renamed, the renames cancel out.
     """
     renames = [facts for facts in operations if facts.get("old_db_table") and facts.get("emits_sql")]
     if not renames or not migration.atomic or not ctx.connection.features.can_rollback_ddl:
@@ -875,9 +876,12 @@ def _mark_restored_tables(migration, operations, end_state, ctx):
         tables = state_tables(end_state, ctx.connection)
     except Exception:  # pylint: disable=broad-except
         return
+    intermediate = set()  # tables an earlier rename of this migration created
     for facts in renames:
-        if facts["old_db_table"] in tables and not facts.get("m2m_references"):
+        before = facts["old_db_table"]
+        if (before in tables or before in intermediate) and not facts.get("m2m_references"):
             facts["table_restored"] = True
+        intermediate.add(facts.get("new_db_table"))
 
 
 def _states_match(from_state, to_state):

@@ -217,6 +217,9 @@ def removes_order_column(facts):
 _SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 _SQL_STRINGS = re.compile(r"'(?:[^']|'')*'")
 _SQL_DOLLAR_QUOTED = re.compile(r"\$(\w*)\$.*?\$\1\$", re.S)  # PostgreSQL function bodies
+_SQL_TRIGGER_BODY = re.compile(
+    r"(\bCREATE\s+(?:TEMP\w*\s+)?TRIGGER\b.*?)\bBEGIN\b.*?\bEND\b(?=\s*(?:;|$))", re.S | re.I
+)
 # Statements that remove rows, tables or columns when the migration runs.
 _SQL_LOSES_DATA = re.compile(r"^(?:DELETE\b|TRUNCATE\b|DROP\s+(?:TABLE|SCHEMA|DATABASE|OWNED)\b)")
 _SQL_ALTER_TABLE_DROP = re.compile(r"\bDROP\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?(\w+)")
@@ -239,6 +242,7 @@ def _sql_statements(text):
     text = _SQL_COMMENTS.sub(" ", text)
     text = _SQL_STRINGS.sub("''", text)
     text = _SQL_DOLLAR_QUOTED.sub("$$ $$", text)
+    text = _SQL_TRIGGER_BODY.sub(r"\1", text)  # SQLite trigger bodies hold statements of their own
     for statement in text.split(";"):
         statement = re.sub(r"\s+", " ", statement).strip().upper()
         if statement:

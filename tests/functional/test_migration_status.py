@@ -1071,3 +1071,166 @@ def test_through_ansible_playbook(make_project, tmp_path, check):
     password = project.postgres.password
     assert password not in proc.stdout and password not in proc.stderr
     assert password not in out.read_text()
+
+
+# ---------------------------------------------------------------------------
+# Verdicts proven by the old code: each case is an app of one project whose
+# 0001 is migrated and seeded with rows by the old models; the module judges
+# the pending 0002; then 0002 is applied and the OLD code reads, inserts,
+# updates and deletes against the new schema. "compatible" must coincide with
+# the migration and every old query succeeding.
+# ---------------------------------------------------------------------------
+
+PROOF_MODELS = """\
+from django.db import models
+
+
+class Owner(models.Model):
+    name = models.CharField(max_length=20)
+
+
+class Item(models.Model):
+    code = models.CharField(max_length=10)
+    qty = models.IntegerField(default=0)
+    owner = models.ForeignKey(Owner, on_delete=models.CASCADE, null=True)
+"""
+
+PROOF_INITIAL = f"""
+migrations.CreateModel(name="Owner", fields=[("id", {ID_FIELD}), ("name", models.CharField(max_length=20))]),
+migrations.CreateModel(
+    name="Item",
+    fields=[
+        ("id", {ID_FIELD}),
+        ("code", models.CharField(max_length=10)),
+        ("qty", models.IntegerField(default=0)),
+        ("owner", models.ForeignKey(null=True, on_delete=django.db.models.deletion.CASCADE, to="{{app}}.owner")),
+    ],
+),
+"""
+
+# Runs the old release's code: seeds rows, or reads/inserts/updates/deletes, per app; prints JSON.
+OLD_CODE = """\
+import json
+import os
+import sys
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
+django.setup()
+from django.apps import apps  # noqa: E402
+from django.db import transaction  # noqa: E402
+
+mode, specs = sys.argv[1], json.loads(sys.argv[2])
+results = {}
+for app, spec in specs.items():
+    model = apps.get_model(app, spec.get("model", "Item"))
+    owner = apps.get_model(app, "Owner")
+    if mode == "seed":
+        first = owner.objects.create(name="first")
+        for row in ({"code": "a", "qty": 1}, {"code": "b", "qty": 2}):
+            apps.get_model(app, "Item").objects.create(owner=first, **row)
+        continue
+    outcome = results[app] = {}
+
+    def attempt(name, action):
+        try:
+            with transaction.atomic():
+                action()
+            outcome[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure of the old code counts
+            outcome[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+    attempt("read", lambda: list(model.objects.all()))
+    attempt("insert", lambda: model.objects.create(**spec.get("insert", {})))
+    attempt("update", lambda: model.objects.order_by("pk").first().save())
+    attempt("delete", lambda: model.objects.order_by("pk").first().delete())
+print(json.dumps(results))
+"""
+
+
+def proof_cases(version):
+    """(app, 0002 operations, what the old code inserts, model it exercises, expected compatibility)."""
+    fk = 'models.ForeignKey(null=True, on_delete=django.db.models.deletion.CASCADE, to="{app}.owner"{extra})'
+    unique_default = "db_default=0" if version >= "5.0" else "default=0"
+    # fmt: off
+    return [
+        # False "compatible" before: a column rename through db_column, also on a ForeignKey.
+        ("p_dbcolumn", 'migrations.AlterField("item", "code", models.CharField(max_length=10, db_column="ref")),',
+         {"code": "c"}, "Item", X),
+        ("p_fkcolumn", 'migrations.AlterField("item", "owner", ' + fk.format(app="p_fkcolumn",
+                                                                          extra=', db_column="owner_ref"') + "),",
+         {"code": "c"}, "Item", X),
+        # A CHECK that Django adds with the field: the old code's write of -5 fails.
+        ("p_check", 'migrations.AlterField("item", "qty", models.PositiveIntegerField(default=0)),',
+         {"code": "c", "qty": -5}, "Item", X),
+        # A unique NOT NULL column with a constant default: the migration fails on two rows.
+        ("p_unique", f'migrations.AddField("item", "serial", models.IntegerField({unique_default}, unique=True)),',
+         {"code": "c"}, "Item", X),
+        # Controls: the same kinds of change that the old code survives.
+        ("p_wider", 'migrations.AlterField("item", "code", models.CharField(max_length=40)),',
+         {"code": "c"}, "Item", C),
+        ("p_uniquenull", 'migrations.AddField("item", "serial", models.IntegerField(null=True, unique=True)),',
+         {"code": "c"}, "Item", C),
+        ("p_fkindex", 'migrations.AlterField("item", "owner", ' + fk.format(app="p_fkindex",
+                                                                         extra=", db_index=False") + "),",
+         {"code": "c"}, "Item", C),
+        # RenameModel + AlterModelTable back to the old table (what makemigrations writes when db_table is kept).
+        ("p_renameback", 'migrations.RenameModel("Owner", "Person"),\n'
+         'migrations.AlterModelTable("person", "p_renameback_owner"),', {"name": "n"}, "Owner", C),
+        ("p_rename", 'migrations.RenameModel("Owner", "Person"),', {"name": "n"}, "Owner", X),
+    ]
+    # fmt: on
+
+
+def _json_line(proc):
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stdout + proc.stderr
+    return json.loads(lines[-1])
+
+
+@pytest.fixture(scope="module", params=CORE_MATRIX)
+def proof(request, make_project):
+    """The proof project on one combination: verdicts, migrate outcome per app, old code's outcome per app."""
+    version, db = request.param
+    project = make_project(version, db)
+    cases = proof_cases(version)
+    apps = [case[0] for case in cases]
+    project.setup(apps)
+    for app in apps:
+        project.write(f"{app}/models.py", PROOF_MODELS)
+        project.migration(app, "0001_initial", [], PROOF_INITIAL.replace("{app}", app), attributes="initial = True")
+    project.write("old_code.py", OLD_CODE)
+    project.manage("migrate", "-v0")
+    specs = {app: {"insert": insert, "model": model} for app, _ops, insert, model, _expected in cases}
+    project.manage("shell", "-c", "pass")  # warm-up only
+    seed = subprocess.run(
+        [str(project.python), "old_code.py", "seed", json.dumps(specs)],
+        cwd=project.root, capture_output=True, text=True, env=dict(os.environ, **project.env), check=False,
+    )  # fmt: skip
+    assert seed.returncode == 0, seed.stderr
+    for app, operations, _insert, _model, _expected in cases:
+        project.migration(app, "0002_change", [(app, "0001_initial")], operations)
+    project.drop_bytecode()
+    rc, result = project.run(fail_on=[], include_sql=True)
+    assert rc == 0, result
+    migrated = {app: project.manage("migrate", app, "-v0", check=False) for app in apps}
+    old = subprocess.run(
+        [str(project.python), "old_code.py", "exercise", json.dumps(specs)],
+        cwd=project.root, capture_output=True, text=True, env=dict(os.environ, **project.env), check=False,
+    )  # fmt: skip
+    return project, cases, result, migrated, _json_line(old)
+
+
+@pytest.mark.parametrize("app", [case[0] for case in proof_cases("5.2")])
+def test_verdict_agrees_with_the_old_code(proof, app):
+    project, cases, result, migrated, old = proof
+    expected = {case[0]: case[4] for case in cases}[app]
+    item = _pending_by_name({"pending": [i for i in result["pending"] if i["app"] == app]})["0002_change"]
+    migrate_ok = migrated[app].returncode == 0
+    old_code_ok = migrate_ok and all(outcome == "ok" for outcome in old[app].values())
+    reality = f"migrate rc={migrated[app].returncode} {migrated[app].stderr[-300:]} old code: {old[app]}"
+    assert item["compatibility"] == expected, (item, reality)
+    assert (item["compatibility"] == C) == old_code_ok, (item, reality)
+    assert item["destructive"] is False and item["data_loss"] == "no"
+    assert all(op.get("sql_error") is None for op in item["operations"]), item
