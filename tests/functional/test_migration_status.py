@@ -1126,6 +1126,9 @@ results = {}
 for app, spec in specs.items():
     model = apps.get_model(app, spec.get("model", "Item"))
     owner = apps.get_model(app, "Owner")
+    if mode == "rows":
+        results[app] = sorted(model.objects.values_list("code", "qty", "owner_id"))
+        continue
     if mode == "seed":
         first = owner.objects.create(name="first")
         for row in ({"code": "a", "qty": 1}, {"code": "b", "qty": 2}):
@@ -1189,44 +1192,56 @@ def _json_line(proc):
     return json.loads(lines[-1])
 
 
-@pytest.fixture(scope="module", params=CORE_MATRIX)
-def proof(request, make_project):
-    """The proof project on one combination: verdicts, migrate outcome per app, old code's outcome per app."""
-    version, db = request.param
-    project = make_project(version, db)
-    cases = proof_cases(version)
-    apps = [case[0] for case in cases]
+def run_old_code(project, mode, specs):
+    proc = subprocess.run(
+        [str(project.python), "old_code.py", mode, json.dumps(specs)],
+        cwd=project.root, capture_output=True, text=True, env=dict(os.environ, **project.env), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return _json_line(proc)
+
+
+def build_proof(project, changes, specs=None):
+    """One app per entry of ``changes`` (app -> (operations, attributes, prelude)), 0001 migrated and seeded
+    by the old code, 0002 pending. Returns (module result, migrate outcome per app)."""
+    apps = list(changes)
     project.setup(apps)
     for app in apps:
         project.write(f"{app}/models.py", PROOF_MODELS)
         project.migration(app, "0001_initial", [], PROOF_INITIAL.replace("{app}", app), attributes="initial = True")
     project.write("old_code.py", OLD_CODE)
     project.manage("migrate", "-v0")
-    specs = {app: {"insert": insert, "model": model} for app, _ops, insert, model, _expected in cases}
-    project.manage("shell", "-c", "pass")  # warm-up only
-    seed = subprocess.run(
-        [str(project.python), "old_code.py", "seed", json.dumps(specs)],
-        cwd=project.root, capture_output=True, text=True, env=dict(os.environ, **project.env), check=False,
-    )  # fmt: skip
-    assert seed.returncode == 0, seed.stderr
-    for app, operations, _insert, _model, _expected in cases:
-        project.migration(app, "0002_change", [(app, "0001_initial")], operations)
+    run_old_code(project, "seed", specs or {app: {} for app in apps})
+    for app, (operations, attributes, prelude) in changes.items():
+        project.migration(app, "0002_change", [(app, "0001_initial")], operations, attributes, prelude)
     project.drop_bytecode()
     rc, result = project.run(fail_on=[], include_sql=True)
     assert rc == 0, result
     migrated = {app: project.manage("migrate", app, "-v0", check=False) for app in apps}
-    old = subprocess.run(
-        [str(project.python), "old_code.py", "exercise", json.dumps(specs)],
-        cwd=project.root, capture_output=True, text=True, env=dict(os.environ, **project.env), check=False,
-    )  # fmt: skip
-    return project, cases, result, migrated, _json_line(old)
+    return result, migrated
+
+
+def pending_of(result, app, name="0002_change"):
+    return next(item for item in result["pending"] if item["app"] == app and item["name"] == name)
+
+
+@pytest.fixture(scope="module", params=CORE_MATRIX)
+def proof(request, make_project):
+    """The proof project on one combination: verdicts, migrate outcome per app, old code's outcome per app."""
+    version, db = request.param
+    project = make_project(version, db)
+    cases = proof_cases(version)
+    specs = {app: {"insert": insert, "model": model} for app, _ops, insert, model, _expected in cases}
+    changes = {app: (operations, "", "") for app, operations, _insert, _model, _expected in cases}
+    result, migrated = build_proof(project, changes, specs)
+    return project, cases, result, migrated, run_old_code(project, "exercise", specs)
 
 
 @pytest.mark.parametrize("app", [case[0] for case in proof_cases("5.2")])
 def test_verdict_agrees_with_the_old_code(proof, app):
     project, cases, result, migrated, old = proof
     expected = {case[0]: case[4] for case in cases}[app]
-    item = _pending_by_name({"pending": [i for i in result["pending"] if i["app"] == app]})["0002_change"]
+    item = pending_of(result, app)
     migrate_ok = migrated[app].returncode == 0
     old_code_ok = migrate_ok and all(outcome == "ok" for outcome in old[app].values())
     reality = f"migrate rc={migrated[app].returncode} {migrated[app].stderr[-300:]} old code: {old[app]}"
@@ -1234,3 +1249,198 @@ def test_verdict_agrees_with_the_old_code(proof, app):
     assert (item["compatibility"] == C) == old_code_ok, (item, reality)
     assert item["destructive"] is False and item["data_loss"] == "no"
     assert all(op.get("sql_error") is None for op in item["operations"]), item
+
+
+DELETE_ROWS_PRELUDE = """
+def purge(apps, schema_editor):
+    apps.get_model("d_python", "Item").objects.filter(qty=1).delete()
+"""
+
+
+def data_cases(db):
+    """app -> (0002 operations, prelude, data_loss the module must report)."""
+    if db == "sqlite":
+        trigger = "CREATE TRIGGER d_trigger_audit AFTER DELETE ON d_trigger_item BEGIN SELECT 1; END"
+        grant = "CREATE INDEX d_grant_code ON d_grant_item (code)"  # SQLite has no GRANT
+    else:
+        trigger = (
+            "CREATE FUNCTION d_trigger_f() RETURNS trigger AS $$ BEGIN RETURN OLD; END; $$ LANGUAGE plpgsql; "
+            "CREATE TRIGGER d_trigger_audit AFTER DELETE ON d_trigger_item FOR EACH ROW EXECUTE FUNCTION d_trigger_f()"
+        )
+        grant = "GRANT DELETE ON d_grant_item TO PUBLIC"
+    # fmt: off
+    return {
+        "d_trigger": (f"migrations.RunSQL({trigger!r}),", "", "no"),
+        "d_view": ('migrations.RunSQL("CREATE VIEW d_view_v AS SELECT id FROM d_view_item; DROP VIEW d_view_v"),',
+                   "", "no"),
+        "d_grant": (f"migrations.RunSQL({grant!r}),", "", "no"),
+        "d_update": ('migrations.RunSQL("UPDATE d_update_item SET owner_id = NULL"),', "", "unknown"),
+        "d_python": ("migrations.RunPython(purge),", DELETE_ROWS_PRELUDE, "unknown"),
+        "d_delete": ('migrations.RunSQL("DELETE FROM d_delete_item WHERE qty = 1"),', "", "yes"),
+    }
+    # fmt: on
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_data_loss_agrees_with_the_rows(make_project, combo):
+    """data_loss "no" only when the rows stay as they were; "yes" only when rows go; else "unknown"."""
+    version, db = combo
+    project = make_project(version, db)
+    cases = data_cases(db)
+    changes = {app: (operations, "", prelude) for app, (operations, prelude, _loss) in cases.items()}
+    specs = {app: {} for app in cases}
+    result, migrated = build_proof(project, changes, specs)
+    after = run_old_code(project, "rows", specs)
+    seeded = [("a", 1), ("b", 2)]
+    for app, (_operations, _prelude, loss) in cases.items():
+        assert migrated[app].returncode == 0, migrated[app].stderr
+        item = pending_of(result, app)
+        rows = after[app]
+        unchanged = [(code, qty) for code, qty, _owner in rows] == seeded and all(row[2] for row in rows)
+        assert item["data_loss"] == loss, (app, item)
+        assert item["destructive"] is (loss == "yes")
+        if loss == "no":
+            assert unchanged, (app, rows)
+        else:
+            assert not unchanged, (app, rows)  # the rows really changed: "no" would have been a lie
+
+
+THING_INITIAL = f"""
+migrations.CreateModel(name="Thing", fields=[("id", {ID_FIELD}), ("title", models.CharField(max_length=20))]),
+"""
+
+THING_0002 = """
+migrations.AddField("thing", "size", models.IntegerField(default=0), preserve_default=False),
+migrations.AlterField("thing", "title", models.CharField(max_length=20, unique=True)),
+migrations.RemoveField("thing", "title"),
+"""
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_tables_created_in_the_plan_are_new_to_the_old_code(make_project, combo):
+    """A new app whose 0002 alters its own 0001, and django.contrib.sites added to a running project."""
+    version, db = combo
+    project = make_project(version, db)
+    result, migrated = build_proof(project, {"p_old": ('migrations.RunSQL(""),', "", "")})
+    project.setup(["p_old", "thing", "django.contrib.sites"])
+    project.migration("thing", "0001_initial", [], THING_INITIAL, attributes="initial = True")
+    project.migration("thing", "0002_reshape", [("thing", "0001_initial")], THING_0002)
+    project.drop_bytecode()
+    rc, result = project.run(fail_on=["incompatible", "destructive"])
+    assert rc == 0, result["msg"]
+    assert "thing.0002_reshape" in result["plan"] and "sites.0002_alter_domain_unique" in result["plan"]
+    assert result["backward_compatible"] is True and result["destructive"] is False
+    assert result["data_loss"] == "no"
+    reshape = pending_of(result, "thing", "0002_reshape")
+    assert [op["reason"].startswith("The table was created earlier") for op in reshape["operations"]] == [True] * 3
+    # The proof: the migrations run, and the old code keeps working.
+    project.manage("migrate", "-v0")
+    old = run_old_code(project, "exercise", {"p_old": {"insert": {"code": "c"}}})
+    assert set(old["p_old"].values()) == {"ok"}, old
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_fresh_database_destroys_nothing(make_project, combo):
+    version, db = combo
+    project = make_project(version, db)
+    project.setup(["django.contrib.contenttypes", "django.contrib.auth", "notes"])
+    project.write("notes/models.py", NOTES_MODELS)
+    project.migration("notes", "0001_initial", [], NOTES_INITIAL, attributes="initial = True")
+    rc, result = project.run(fail_on=["incompatible", "destructive"])
+    assert rc == 0, result["msg"]
+    assert "contenttypes.0002_remove_content_type_name" in result["plan"]
+    assert result["destructive"] is False and result["data_loss"] == "no" and result["backward_compatible"] is True
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_non_transactional_operation_in_an_atomic_migration_fails(make_project, combo):
+    version, db = combo
+    project = make_project(version, db)
+    prelude = "from django.contrib.postgres.operations import AddIndexConcurrently"
+    index = 'AddIndexConcurrently("item", models.Index(fields=["code"], name="{app}_code_idx")),'
+    result, migrated = build_proof(
+        project,
+        {
+            "c_atomic": (index.format(app="c_atomic"), "", prelude),
+            "c_plain": (index.format(app="c_plain"), "atomic = False", prelude),
+        },
+    )
+    failing = [line for line in result["failing"] if line.startswith("c_atomic.")]
+    plain = pending_of(result, "c_plain")
+    assert migrated["c_atomic"].returncode != 0  # the proof: migrate fails
+    assert failing and pending_of(result, "c_atomic")["fails"] is True
+    if db == "postgresql":
+        assert "cannot run inside a transaction" in failing[0]
+        assert migrated["c_plain"].returncode == 0
+        assert plain["fails"] is False and "c_plain.0002_change" not in " ".join(result["failing"])
+        assert any("CONCURRENTLY" in line for line in plain["sql"]), plain["sql"]
+        assert "sql_error" not in plain["operations"][0]
+    else:
+        assert "exists only on PostgreSQL" in failing[0]
+        assert migrated["c_plain"].returncode != 0 and plain["fails"] is True
+        assert "TypeError" not in json.dumps(plain)
+
+
+def test_uninstalled_app_is_told_apart_from_a_missing_migration(make_project):
+    project = make_project("5.2", "sqlite")
+    build_proof(project, {"keep": ('migrations.RunSQL(""),', "", ""), "gone": ('migrations.RunSQL(""),', "", "")})
+    settings = project.root / "proj" / "settings.py"
+    settings.write_text(settings.read_text().replace("['keep', 'gone']", "['keep']"))
+    project.drop_bytecode()
+    rc, result = project.run()
+    assert rc == 0, result
+    assert result["uninstalled_applied"] == ["gone.0001_initial", "gone.0002_change"]
+    assert result["unknown_applied"] == []
+    assert project.manage("migrate", "--check", check=False).returncode == 0  # Django agrees: nothing to do
+    project.record("keep", "0009_future")
+    rc, result = project.run(fail_on=["unknown_applied", "uninstalled_applied"])
+    assert rc == 1 and result["failed_conditions"] == ["unknown_applied", "uninstalled_applied"]
+    assert "keep.0009_future — recorded as applied in the database but missing" in result["msg"]
+    assert "gone.0001_initial, gone.0002_change — recorded as applied for app(s) gone that are not in" in result["msg"]
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[0], CORE_MATRIX[2]])
+def test_inconsistent_history_does_not_advise_makemigrations(make_project, combo):
+    version, db = combo
+    project = make_project(version, db)
+    project.setup(["notes"])
+    project.write("notes/models.py", NOTES_MODELS + "    x = models.IntegerField(null=True)\n")
+    project.migration("notes", "0001_initial", [], NOTES_INITIAL, attributes="initial = True")
+    project.migration(
+        "notes",
+        "0002_x",
+        [("notes", "0001_initial")],
+        'migrations.AddField("note", "x", models.IntegerField(null=True)),',
+    )
+    project.migration("notes", "0003_noop", [("notes", "0002_x")], 'migrations.RunSQL(""),')
+    project.manage("migrate", "-v0")
+    project.forget("notes", "0002_x")
+    rc, result = project.run()
+    assert rc == 1 and result["failed_conditions"] == ["inconsistent_history"]
+    assert result["unmigrated_changes"] == {}
+    assert "makemigrations" not in result["msg"]
+    # Django agrees that the models match the migrations (it refuses to look while the history is broken).
+    project.record("notes", "0002_x")
+    assert project.manage("makemigrations", "--check", "--dry-run", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_reverse_of_a_drop(make_project, combo):
+    """reversible: false when the reverse fails; reverse_loses_data when it works but the values are gone."""
+    version, db = combo
+    project = make_project(version, db)
+    result, migrated = build_proof(
+        project,
+        {
+            "r_notnull": ('migrations.RemoveField("item", "code"),', "", ""),
+            "r_nullable": ('migrations.RemoveField("item", "owner"),', "", ""),
+        },
+    )
+    notnull, nullable = pending_of(result, "r_notnull"), pending_of(result, "r_nullable")
+    assert (notnull["reversible"], notnull["reverse_loses_data"]) == (False, True)
+    assert (nullable["reversible"], nullable["reverse_loses_data"]) == (True, True)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    assert project.manage("migrate", "r_notnull", "0001", check=False).returncode != 0
+    assert project.manage("migrate", "r_nullable", "0001", check=False).returncode == 0
+    rows = run_old_code(project, "rows", {"r_nullable": {}})["r_nullable"]
+    assert [row[2] for row in rows] == [None, None]  # reversed, but the owners are gone
