@@ -1154,16 +1154,17 @@ print(json.dumps(results))
 
 def proof_cases(version):
     """(app, 0002 operations, what the old code inserts, model it exercises, expected compatibility)."""
-    fk = 'models.ForeignKey(null=True, on_delete=django.db.models.deletion.CASCADE, to="{app}.owner"{extra})'
+    fk = (
+        'migrations.AlterField("item", "owner", models.ForeignKey(null=True, to="{app}.owner", {extra}'
+        "on_delete=django.db.models.deletion.CASCADE)),"
+    )
     unique_default = "db_default=0" if version >= "5.0" else "default=0"
     # fmt: off
     return [
         # False "compatible" before: a column rename through db_column, also on a ForeignKey.
         ("p_dbcolumn", 'migrations.AlterField("item", "code", models.CharField(max_length=10, db_column="ref")),',
          {"code": "c"}, "Item", X),
-        ("p_fkcolumn", 'migrations.AlterField("item", "owner", ' + fk.format(app="p_fkcolumn",
-                                                                          extra=', db_column="owner_ref"') + "),",
-         {"code": "c"}, "Item", X),
+        ("p_fkcolumn", fk.format(app="p_fkcolumn", extra='db_column="owner_ref", '), {"code": "c"}, "Item", X),
         # A CHECK that Django adds with the field: the old code's write of -5 fails.
         ("p_check", 'migrations.AlterField("item", "qty", models.PositiveIntegerField(default=0)),',
          {"code": "c", "qty": -5}, "Item", X),
@@ -1175,9 +1176,7 @@ def proof_cases(version):
          {"code": "c"}, "Item", C),
         ("p_uniquenull", 'migrations.AddField("item", "serial", models.IntegerField(null=True, unique=True)),',
          {"code": "c"}, "Item", C),
-        ("p_fkindex", 'migrations.AlterField("item", "owner", ' + fk.format(app="p_fkindex",
-                                                                         extra=", db_index=False") + "),",
-         {"code": "c"}, "Item", C),
+        ("p_fkindex", fk.format(app="p_fkindex", extra="db_index=False, "), {"code": "c"}, "Item", C),
         # RenameModel + AlterModelTable back to the old table (what makemigrations writes when db_table is kept).
         ("p_renameback", 'migrations.RenameModel("Owner", "Person"),\n'
          'migrations.AlterModelTable("person", "p_renameback_owner"),', {"name": "n"}, "Owner", C),
