@@ -157,6 +157,8 @@ def field_facts(field, name, connection):
         "primary_key": bool(getattr(field, "primary_key", False)),
         "generated": bool(getattr(field, "generated", False)),
         "blank": bool(getattr(field, "blank", False)),
+        "db_index": bool(getattr(field, "db_index", False)),
+        "db_constraint": bool(getattr(field, "db_constraint", False)),
         "auto_now": bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)),
         "column": _column(field, name),
         "db_type": db_type,
@@ -393,6 +395,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
                 inner_op.state_forwards(app_label, inner)
         facts["database_operations"] = nested
         facts["state_operations"] = [_safe_describe(inner_op) for inner_op in op.state_operations]
+        facts["columns_kept"] = _columns_kept(op, app_label, state, connection)
         facts["reversible"] = facts["reversible"] and all(item["reversible"] for item in nested)
         facts["emits_sql"] = any(item["emits_sql"] is not False for item in nested) if nested else False
         return
@@ -422,6 +425,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         managed = bool(options.get("managed", True)) and not options.get("proxy", False)
         facts["model"] = {"managed": bool(options.get("managed", True)), "proxy": bool(options.get("proxy", False))}
         facts["emits_sql"] = managed and model_allowed(op.name)
+        facts["references_old"] = _old_tables_referenced([field for _name, field in op.fields], state, ctx)
         if facts["emits_sql"]:
             _table_created(ctx, options.get("db_table") or _default_table(app_label, op.name, connection))
         return
@@ -465,6 +469,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         if isinstance(op, migrations.AddField):
             field = field_facts(op.field, op.name, connection)
             facts["field"] = field
+            facts["references_old"] = _old_tables_referenced([op.field], state, ctx)
             concrete = field["many_to_many"] is False or field["auto_through"] is True
             facts["emits_sql"] = writes and concrete
         elif isinstance(op, migrations.RemoveField):
@@ -555,6 +560,45 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
     # Index operations, comments, extensions, collations...: SQL unless the
     # router keeps this app off the database.
     facts["emits_sql"] = _allowed(ctx.router, ctx.alias, app_label)
+
+
+def _columns_kept(op, app_label, state, connection):
+    """Fields that SeparateDatabaseAndState removes from the state while the database keeps their column."""
+    from django.db import migrations
+
+    touched = {
+        (getattr(inner, "model_name_lower", None), getattr(inner, "name_lower", None))
+        for inner in op.database_operations
+    }
+    kept = []
+    for inner in op.state_operations:
+        if not isinstance(inner, migrations.RemoveField) or (inner.model_name_lower, inner.name_lower) in touched:
+            continue
+        field = _state_field(_model_state(state, app_label, inner.model_name), inner.name)
+        if field is not None:
+            kept.append(dict(field_facts(field, inner.name, connection), model=inner.model_name_lower))
+    return kept
+
+
+def _old_tables_referenced(fields, state, ctx):
+    """``app.model`` labels of tables that existed before the plan which these fields reference with a
+    database constraint (a ForeignKey, or the join table of an auto-created ManyToManyField)."""
+    found = []
+    for field in fields:
+        if not getattr(field, "is_relation", False):
+            continue
+        if not getattr(field, "many_to_many", False) and not getattr(field, "db_constraint", False):
+            continue
+        if getattr(field, "many_to_many", False) and not _auto_through(field):
+            continue
+        label = _target(field)
+        if not label or "." not in label:
+            continue
+        app_label, model_name = label.split(".", 1)
+        model = model_facts(_model_state(state, app_label, model_name), app_label, ctx.connection)
+        if model["found"] and model["db_table"] not in ctx.created_in:
+            found.append(label)
+    return sorted(set(found))
 
 
 def _m2m_pointing_to(state, label):

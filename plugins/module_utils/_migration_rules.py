@@ -592,6 +592,147 @@ def failure_of(facts, atomic, vendor):
 
 
 # ---------------------------------------------------------------------------
+# Blue-green's other direction: the NEW release on this schema after the switch,
+# and the old release again once the new one has written rows (the drain, or a
+# switch back). Reported as ``new_code``. Columns: operation, when, reason.
+# ---------------------------------------------------------------------------
+
+
+def keeps_not_null_column_the_new_code_omits(facts):
+    """A state-only RemoveField of a NOT NULL column without a database default."""
+    for field in facts.get("columns_kept") or []:
+        if field.get("null") or field.get("has_db_default") or field.get("many_to_many") or field.get("generated"):
+            continue
+        return True
+    return False
+
+
+def references_old_table(facts):
+    """A new foreign key (or join table) that points at a table the old code deletes from."""
+    return bool(facts.get("references_old"))
+
+
+# fmt: off
+NEW_CODE = (
+    ("SeparateDatabaseAndState", keeps_not_null_column_the_new_code_omits,
+     "The new release no longer knows this column, but the database keeps it NOT NULL without a database "
+     "default: the new code's INSERTs fail after the switch. In database_operations make the column nullable "
+     "(or give it a db_default), and drop it after the switch."),
+    ("AddField", references_old_table,
+     "Once the new code writes rows that reference this table, the old code's deletes of the referenced rows "
+     "fail (it does not know the new relation, so it neither cascades nor clears it): the old release must "
+     "not serve again after the switch, or add the relation without a database constraint "
+     "(db_constraint=False) until the old release is gone."),
+    ("CreateModel", references_old_table,
+     "Once the new code writes rows into this new table, the old code's deletes of the rows they reference "
+     "fail (it does not know the new table, so it neither cascades nor clears it): the old release must not "
+     "serve again after the switch."),
+)
+# fmt: on
+
+
+def new_code_problem(facts, kind):
+    """What breaks for the new release (or for the old one after the new one wrote rows), or None."""
+    if facts.get("fresh_database") or facts.get("emits_sql") is False and not facts.get("columns_kept"):
+        return None
+    for operation, when, reason in NEW_CODE:
+        if operation == kind and when(facts):
+            return reason
+    return None
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL locks: operations that rewrite a table, scan it, or build an index
+# while holding a lock that blocks writes (or reads). The code keeps working,
+# but on a big table requests queue behind the lock. Reported as ``lock``, with
+# the recipe of strong_migrations / django-pg-zero-downtime-migrations.
+# Columns: operation, when, reason and recipe.
+# ---------------------------------------------------------------------------
+
+
+def _binary_coercible(old_type, new_type):
+    """PostgreSQL changes the type without rewriting the table: longer varchar, varchar to text, more precision."""
+    if old_type == new_type:
+        return True
+    if _INTEGER_RANK.get(old_type) is not None or _INTEGER_RANK.get(new_type) is not None:
+        return False  # int -> bigint rewrites every row
+    return widens_type(old_type, new_type)
+
+
+def rewrites_table(facts):
+    old, new = _field(facts, "old_field"), _field(facts, "new_field")
+    old_type, new_type = old.get("db_type"), new.get("db_type")
+    if not old_type or not new_type:
+        return False
+    return not _binary_coercible(old_type.strip().lower(), new_type.strip().lower())
+
+
+def builds_index(facts):
+    """A new index (db_index, unique) on an existing column, or a new indexed column."""
+    if facts.get("field"):
+        field = _field(facts)
+        return not field.get("many_to_many") and bool(field.get("db_index") or field.get("unique"))
+    old, new = _field(facts, "old_field"), _field(facts, "new_field")
+    return (bool(new.get("db_index")) and not old.get("db_index")) or becomes_unique(facts)
+
+
+def adds_foreign_key(facts):
+    field = _field(facts)
+    return bool(field.get("is_relation")) and not field.get("many_to_many") and bool(field.get("db_constraint"))
+
+
+def adds_together(facts):
+    return bool(facts.get("added"))
+
+
+# fmt: off
+LOCKS = (
+    ("AlterField", rewrites_table,
+     "Changing the column type rewrites the whole table under an ACCESS EXCLUSIVE lock (int to bigint as well): "
+     "reads and writes wait. On a big table add a new column, backfill it in batches, and switch to it."),
+    ("AlterField", becomes_not_null,
+     "SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock. On a big table add CHECK (column IS NOT "
+     "NULL) NOT VALID, VALIDATE CONSTRAINT in a later migration, then SET NOT NULL (PostgreSQL 12+ skips the "
+     "scan) and drop the check."),
+    ("AlterField", builds_index,
+     "Builds an index without CONCURRENTLY: writes to the table wait until it is built. On a big table use "
+     "AddIndexConcurrently (or CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX) in a "
+     "migration with atomic = False."),
+    ("AddField", adds_foreign_key,
+     "Adding a FOREIGN KEY locks this table and the referenced one (SHARE ROW EXCLUSIVE) while every row is "
+     "checked. On a big table add the constraint NOT VALID and VALIDATE CONSTRAINT in a later migration."),
+    ("AddField", builds_index,
+     "Builds an index without CONCURRENTLY: writes to the table wait until it is built. On a big table add the "
+     "field without db_index/unique, then AddIndexConcurrently in a migration with atomic = False."),
+    ("AddIndex", always,
+     "CREATE INDEX without CONCURRENTLY: writes to the table wait until it is built. On a big table use "
+     "AddIndexConcurrently in a migration with atomic = False."),
+    ("AddConstraint", adds_unique_constraint,
+     "Builds a unique index without CONCURRENTLY: writes to the table wait. On a big table create the unique "
+     "index CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX."),
+    ("AddConstraint", always,
+     "Validates every row while writes wait. On a big table use AddConstraintNotValid, then ValidateConstraint in "
+     "a later migration."),
+    ("AlterUniqueTogether", adds_together,
+     "Builds a unique index without CONCURRENTLY: writes to the table wait. On a big table create the unique "
+     "index CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX."),
+)
+# fmt: on
+
+
+def lock_of(facts, kind, vendor):
+    """Why this operation holds a lock that blocks the serving code on PostgreSQL, or None."""
+    if vendor != "postgresql" or facts.get("emits_sql") is False:
+        return None
+    if facts.get("on_new_table") or facts.get("fresh_database") or facts.get("error"):
+        return None
+    for operation, when, reason in LOCKS:
+        if operation == kind and when(facts):
+            return reason
+    return None
+
+
+# ---------------------------------------------------------------------------
 # Reversing: Django can reverse a RemoveField/DeleteModel, but only as an empty
 # column or table; a NOT NULL column without any default cannot even be added
 # back to a table with rows.
@@ -679,6 +820,8 @@ def classify_migration(entry, include_sql=False, plan=None):
             "reversible": bool(facts.get("reversible")) and not reverse_fails(facts, kind),
             "reverse_loses_data": reverse_loses_data(facts, kind),
             "fails": failure_of(facts, atomic, plan.get("vendor")),
+            "lock": lock_of(facts, kind, plan.get("vendor")),
+            "new_code": new_code_problem(facts, kind),
             "reason": reason,
         }
         if facts.get("sql_error"):
@@ -782,6 +925,18 @@ def build_result(report, include_sql=False):
             for item in pending
             for op in item["operations"]
             if op["fails"]
+        ],
+        "new_code": [
+            f"{migration_label(item)}: {op['description']} — {op['new_code']}"
+            for item in pending
+            for op in item["operations"]
+            if op["new_code"]
+        ],
+        "locking": [
+            f"{migration_label(item)}: {op['description']} — {op['lock']}"
+            for item in pending
+            for op in item["operations"]
+            if op["lock"]
         ],
         "unmigrated_changes": dict(report.get("unmigrated_changes") or {}),
         "conflicts": dict(report.get("conflicts") or {}),

@@ -299,6 +299,20 @@ pending:
             database.
           type: str
           sample: null
+        lock:
+          description: On PostgreSQL, why the operation holds a lock that makes the serving code wait (a table
+            rewrite such as C(int) to C(bigint), C(SET NOT NULL), an index built without C(CONCURRENTLY), a
+            foreign key or constraint validated under a lock), with the safe recipe; else V(null). Not reported for
+            tables created in the plan.
+          type: str
+          sample: null
+        new_code:
+          description: What breaks for the new release on this schema after the switch (a state-only
+            C(RemoveField) of a NOT NULL column without a database default), or for the old release once the new
+            one has written rows (a new foreign key or join table to a table the old code deletes from); else
+            V(null).
+          type: str
+          sample: null
         sql_error:
           description: Why the SQL of the operation could not be generated.
           returned: when O(include_sql=true) and the SQL could not be generated
@@ -356,6 +370,19 @@ unknown_applied:
   type: list
   elements: str
   sample: [notes.0004_note_archived]
+locking:
+  description: The operations with a RV(pending[].operations[].lock), as C(app.name - description - why).
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: str
+  sample: []
+new_code:
+  description: The operations with a RV(pending[].operations[].new_code) problem, as C(app.name - description
+    - why).
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: str
+  sample: []
 uninstalled_applied:
   description: Migrations recorded as applied for app labels that are not in C(INSTALLED_APPS) (an app that was
     removed, or is not in this release); C(migrate) ignores them.

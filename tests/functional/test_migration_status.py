@@ -1144,8 +1144,10 @@ for app, spec in specs.items():
         except Exception as exc:  # noqa: BLE001 - any failure of the old code counts
             outcome[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
-    attempt("read", lambda: list(model.objects.all()))
     attempt("insert", lambda: model.objects.create(**spec.get("insert", {})))
+    if mode == "insert":
+        continue
+    attempt("read", lambda: list(model.objects.all()))
     attempt("update", lambda: model.objects.order_by("pk").first().save())
     attempt("delete", lambda: model.objects.order_by("pk").first().delete())
 print(json.dumps(results))
@@ -1200,9 +1202,10 @@ def run_old_code(project, mode, specs):
     return _json_line(proc)
 
 
-def build_proof(project, changes, specs=None):
+def build_proof(project, changes, specs=None, before_migrate=None):
     """One app per entry of ``changes`` (app -> (operations, attributes, prelude)), 0001 migrated and seeded
-    by the old code, 0002 pending. Returns (module result, migrate outcome per app)."""
+    by the old code, 0002 pending and judged, then migrated (``before_migrate()`` runs just before).
+    Returns (module result, migrate outcome per app)."""
     apps = list(changes)
     project.setup(apps)
     for app in apps:
@@ -1216,6 +1219,8 @@ def build_proof(project, changes, specs=None):
     project.drop_bytecode()
     rc, result = project.run(fail_on=[], include_sql=True)
     assert rc == 0, result
+    if before_migrate:
+        before_migrate()
     migrated = {app: project.manage("migrate", app, "-v0", check=False) for app in apps}
     return result, migrated
 
@@ -1443,3 +1448,79 @@ def test_reverse_of_a_drop(make_project, combo):
     assert project.manage("migrate", "r_nullable", "0001", check=False).returncode == 0
     rows = run_old_code(project, "rows", {"r_nullable": {}})["r_nullable"]
     assert [row[2] for row in rows] == [None, None]  # reversed, but the owners are gone
+
+
+def test_postgresql_lock_agrees_with_a_table_rewrite(make_project):
+    """lock names the rewrite of int -> bigint (the table's file changes), and not a longer varchar (it stays)."""
+    project = make_project("5.2", "postgresql")
+    filenode = "SELECT pg_relation_filenode('{app}_item')"
+    changes = {
+        "l_bigint": ('migrations.AlterField("item", "qty", models.BigIntegerField(default=0)),', "", ""),
+        "l_varchar": ('migrations.AlterField("item", "code", models.CharField(max_length=40)),', "", ""),
+    }
+    before = {}
+
+    def remember():
+        for app in changes:
+            before[app] = project.postgres.psql(filenode.format(app=app), database=project.database)
+
+    result, migrated = build_proof(project, changes, before_migrate=remember)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    for app in changes:
+        after = project.postgres.psql(filenode.format(app=app), database=project.database)
+        lock = pending_of(result, app)["operations"][0]["lock"]
+        assert (lock is not None) == (after != before[app]), (app, lock, before[app], after)
+    assert pending_of(result, "l_bigint")["operations"][0]["lock"].startswith("Changing the column type rewrites")
+    assert [line.split(":")[0] for line in result["locking"]] == ["l_bigint.0002_change"]
+
+
+NEW_CODE_MODELS = {
+    "n_state": PROOF_MODELS.replace("    code = models.CharField(max_length=10)\n", ""),
+    "n_nullable": PROOF_MODELS.replace(
+        "    owner = models.ForeignKey(Owner, on_delete=models.CASCADE, null=True)\n", ""
+    ),
+    "n_fk": PROOF_MODELS
+    + "\n\nclass Review(models.Model):\n    owner = models.ForeignKey(Owner, on_delete=models.CASCADE)\n",
+}
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_new_code_direction(make_project, combo):
+    """new_code names what breaks for the new release on this schema, or for the old one after the new one
+    wrote rows; the new code's insert and the old code's delete prove it."""
+    version, db = combo
+    project = make_project(version, db)
+    state_only = "migrations.SeparateDatabaseAndState(state_operations=[migrations.RemoveField({!r}, {!r})]),"
+    review = (
+        f'migrations.CreateModel(name="Review", fields=[("id", {ID_FIELD}), ("owner", models.ForeignKey('
+        'on_delete=django.db.models.deletion.CASCADE, to="n_fk.owner"))]),'
+    )
+    changes = {
+        "n_state": (state_only.format("item", "code"), "", ""),
+        "n_nullable": (state_only.format("item", "owner"), "", ""),
+        "n_fk": (review, "", ""),
+    }
+    result, migrated = build_proof(project, changes)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    for app, text in NEW_CODE_MODELS.items():
+        project.write(f"{app}/models.py", text)
+    project.drop_bytecode()
+    new = run_old_code(
+        project,
+        "insert",
+        {"n_state": {}, "n_nullable": {"code": "n"}, "n_fk": {"model": "Review", "insert": {"owner_id": 1}}},
+    )
+    project.write("n_fk/models.py", PROOF_MODELS)
+    project.drop_bytecode()
+    old = run_old_code(project, "exercise", {"n_fk": {"model": "Owner", "insert": {"name": "n"}}})
+    reality = {
+        "n_state": new["n_state"]["insert"] == "ok",
+        "n_nullable": new["n_nullable"]["insert"] == "ok",
+        "n_fk": new["n_fk"]["insert"] == "ok" and old["n_fk"]["delete"] == "ok",
+    }
+    assert reality == {"n_state": False, "n_nullable": True, "n_fk": False}, (new, old)
+    for app, works in reality.items():
+        problem = pending_of(result, app)["operations"][0]["new_code"]
+        assert (problem is None) == works, (app, problem)
+        assert pending_of(result, app)["compatibility"] == C  # the old code alone is fine
+    assert sorted(line.split(":")[0] for line in result["new_code"]) == ["n_fk.0002_change", "n_state.0002_change"]

@@ -455,6 +455,8 @@ def test_classify_migration_takes_the_worst_and_all_reversible():
         "reversible",
         "reverse_loses_data",
         "fails",
+        "lock",
+        "new_code",
         "reason",
     }
     assert [o["data_loss"] for o in item["operations"]] == ["no", "unknown", "yes"]
@@ -515,6 +517,53 @@ def test_operations_that_make_migrate_fail(facts, atomic, vendor, fails):
         assert reason.startswith(fails)
         assert result["failing"][0].startswith("notes.0002_index: ")
         assert rules.failed_conditions(result, rules.DEFAULT_FAIL_ON) == ["failing"]
+
+
+@pytest.mark.parametrize(
+    ("facts", "lock"),
+    [
+        (alter({"db_type": "integer"}, {"db_type": "bigint"}), "Changing the column type rewrites"),
+        (alter({"db_type": "varchar(10)"}, {"db_type": "varchar(20)"}), None),
+        (alter({"db_type": "varchar(10)"}, {"db_type": "text"}), None),
+        (alter({"null": True}, {"null": False}), "SET NOT NULL scans"),
+        (alter({}, {"db_index": True}), "Builds an index without CONCURRENTLY"),
+        (op("AddField", field=field(null=True, is_relation=True, db_constraint=True)), "Adding a FOREIGN"),
+        (op("AddField", field=field(null=True, is_relation=True, db_constraint=False)), None),
+        (op("AddField", field=field(null=True)), None),
+        (op("AddField", field=field(null=True, unique=True)), "Builds an index"),
+        (op("AddIndex"), "CREATE INDEX without CONCURRENTLY"),
+        (op("AddIndexConcurrently", module="django.contrib.postgres.operations"), None),
+        (op("AddConstraint", constraint={"kind": "check"}), "Validates every row"),
+        (op("AddIndex", on_new_table=True), None),
+        (op("AddIndex", emits_sql=False), None),
+    ],
+)  # fmt: skip
+def test_postgresql_locks(facts, lock):
+    kind = rules.operation_kind(facts)
+    assert rules.lock_of(facts, kind, "sqlite") is None
+    found = rules.lock_of(facts, kind, "postgresql")
+    assert (found or "").startswith(lock or ""), found
+    assert (found is None) == (lock is None)
+
+
+@pytest.mark.parametrize(
+    ("facts", "problem"),
+    [
+        (op("SeparateDatabaseAndState", emits_sql=False, database_operations=[], columns_kept=[field()]),
+         "The new release no longer knows this column"),
+        (op("SeparateDatabaseAndState", emits_sql=False, database_operations=[], columns_kept=[field(null=True)]),
+         None),
+        (op("SeparateDatabaseAndState", emits_sql=False, columns_kept=[field(has_db_default=True)]), None),
+        (op("AddField", field=field(null=True, is_relation=True), references_old=["shop.product"]),
+         "Once the new code writes rows that reference"),
+        (op("AddField", field=field(null=True, is_relation=True), references_old=[]), None),
+        (op("CreateModel", references_old=["shop.product"]), "Once the new code writes rows into this new table"),
+        (op("CreateModel", references_old=["shop.product"], fresh_database=True), None),
+    ],
+)  # fmt: skip
+def test_new_code_direction(facts, problem):
+    found = rules.new_code_problem(facts, rules.operation_kind(facts))
+    assert (found or "").startswith(problem or "") and (found is None) == (problem is None), found
 
 
 def test_greenlight_safe_accepts_but_keeps_destructive():
@@ -601,6 +650,8 @@ def test_build_result_splits_the_plan_and_ignores_after_switch_for_compatibility
         "destructive",
         "data_loss",
         "failing",
+        "locking",
+        "new_code",
         "unmigrated_changes",
         "conflicts",
         "unknown_applied",
