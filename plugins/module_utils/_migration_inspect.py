@@ -34,6 +34,7 @@ import importlib
 import json
 import os
 import re
+import signal
 import sys
 import traceback
 from urllib.parse import quote, unquote
@@ -41,6 +42,17 @@ from urllib.parse import quote, unquote
 OPTIONS_ENV = "GREENLIGHT_MIGRATION_STATUS_OPTIONS"
 BEGIN_MARKER = "<<<GREENLIGHT-MIGRATION-STATUS-BEGIN"
 END_MARKER = "<<<GREENLIGHT-MIGRATION-STATUS-END"
+# "<<<GREENLIGHT-MIGRATION-STATUS-STAGE <nonce> <stage>" on stdout before each
+# stage: when the process ends without a result, the last one says where.
+STAGE_MARKER = "<<<GREENLIGHT-MIGRATION-STATUS-STAGE"
+STAGES = {
+    "settings": "importing the settings module",
+    "setup": "starting Django (django.setup(): the apps and their models)",
+    "database": "connecting to the database",
+    "migrations": "loading the migration files",
+    "plan": "reading the pending migrations",
+    "models": "comparing the models with the migrations",
+}
 SCHEMA_VERSION = 1
 
 # Operation classes whose module starts with one of these are Django's own:
@@ -51,6 +63,39 @@ DJANGO_MODULE_PREFIXES = ("django.db.migrations.", "django.contrib.")
 # Phase marker values (class attribute ``greenlight_phase`` on a Migration).
 PHASE_ATTRIBUTE = "greenlight_phase"
 SAFE_ATTRIBUTE = "greenlight_safe"
+
+
+class InspectionTimeout(BaseException):
+    """Raised by SIGALRM; a BaseException so that user code's ``except Exception`` cannot swallow it."""
+
+
+_RUN = {"nonce": "", "stdout": None, "stage": None}
+
+
+def stage(name):
+    """Say on stdout which stage starts (see STAGE_MARKER)."""
+    _RUN["stage"] = name
+    out = _RUN["stdout"]
+    if out is not None:
+        out.write(f"\n{STAGE_MARKER} {_RUN['nonce']} {name}\n")
+        out.flush()
+
+
+def where(exc, project=None):
+    """``file:line`` of the innermost frame of the traceback outside Python and Django, or None."""
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        name = frame.filename or ""
+        if project and not os.path.abspath(name).startswith(project + os.sep):
+            continue
+        if not project and ("/django/" in name or "/lib/python" in name or name.startswith("<")):
+            continue
+        found = f"{name}, line {frame.lineno}"
+    return found
+
+
+def _timed_out(signum, frame):
+    raise InspectionTimeout()
 
 
 class InspectionError(Exception):
@@ -769,6 +814,12 @@ def _make_sqlite_read_only(connection, warnings):
     if name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
         return
     path = os.path.abspath(name)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise InspectionError(
+            "database_missing",
+            f"The SQLite database {path} is in a directory that does not exist ({os.path.dirname(path)}): a wrong "
+            "NAME in DATABASES or a volume that is not mounted, not an empty database.",
+        )
     if not os.path.exists(path):
         warnings.append(f"The SQLite database {path} does not exist yet; it was inspected as an empty database.")
         connection.settings_dict["NAME"] = ":memory:"
@@ -801,23 +852,34 @@ def start_django(options):
     settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
     if not settings_module:
         raise InspectionError("settings_missing", "No settings module is known (DJANGO_SETTINGS_MODULE is unset).")
+    stage("settings")
     try:
         importlib.import_module(settings_module)
+    except InspectionTimeout:
+        raise
     except BaseException as exc:  # pylint: disable=broad-except  # settings may even call sys.exit()
         raise InspectionError(
             "settings_import",
-            f"The settings module {settings_module!r} does not import: {exception_last_line(exc)}",
+            f"The settings module {settings_module!r} does not import: {exception_last_line(exc)}{_at(exc)}",
             settings=settings_module,
         ) from exc
+    stage("setup")
     try:
         django.setup()
+    except InspectionTimeout:
+        raise
     except BaseException as exc:  # pylint: disable=broad-except
         raise InspectionError(
             "setup_failed",
-            f"Django did not start with the settings module {settings_module!r}: {exception_last_line(exc)}",
+            f"Django did not start with the settings module {settings_module!r}: {exception_last_line(exc)}{_at(exc)}",
             settings=settings_module,
         ) from exc
     return django
+
+
+def _at(exc):
+    place = where(exc)
+    return f" (at {place})" if place else ""
 
 
 def open_database(alias, warnings):
@@ -832,6 +894,7 @@ def open_database(alias, warnings):
             ),
         )
     connection = connections[alias]
+    stage("database")
     _make_sqlite_read_only(connection, warnings)
     try:
         connection.ensure_connection()
@@ -1014,17 +1077,27 @@ def _collect(result, connection, ctx, options):
     from django.db.migrations.executor import MigrationExecutor
     from django.db.migrations.recorder import MigrationRecorder
 
+    stage("migrations")
     try:
         executor = MigrationExecutor(connection)
     except DatabaseError as exc:
+        message = exception_message(exc)
+        if connection.vendor == "sqlite" and "not a database" in message:
+            raise InspectionError(
+                "not_a_database",
+                f"The file {connection.settings_dict.get('NAME')} of the database {ctx.alias!r} is not an SQLite "
+                f"database ({message}).",
+            ) from exc
         raise InspectionError(
             "database_error",
-            f"The database {ctx.alias!r} ({connection.vendor}) could not be read: {exception_message(exc)}",
+            f"The database {ctx.alias!r} ({connection.vendor}) could not be read: {message}",
             vendor=connection.vendor,
         ) from exc
-    except Exception as exc:  # pylint: disable=broad-except  # broken or missing migration files
+    except InspectionTimeout:
+        raise
+    except BaseException as exc:  # pylint: disable=broad-except  # broken migration files, even sys.exit()
         raise InspectionError(
-            "migrations_load", f"Django could not load the migrations: {exception_last_line(exc)}"
+            "migrations_load", f"Django could not load the migrations: {exception_last_line(exc)}{_at(exc)}"
         ) from exc
     loader = executor.loader
     recorder = MigrationRecorder(connection)
@@ -1058,6 +1131,7 @@ def _collect(result, connection, ctx, options):
     # build the starting state. With a consistent history the pending plan is
     # that order without the applied migrations (what migration_plan() returns,
     # without walking the graph a second time).
+    stage("plan")
     leaves = loader.graph.leaf_nodes()
     full_plan = executor.migration_plan(leaves, clean_start=True)
     if result["inconsistent_history"] is None:
@@ -1072,6 +1146,7 @@ def _collect(result, connection, ctx, options):
         # recorded out of order; compare the models with the migrations' own
         # state instead, or a missing record reads as a model change.
         final_state = None
+    stage("models")
     result["unmigrated_changes"] = unmigrated_changes(loader, final_state)
 
 
@@ -1125,12 +1200,28 @@ def main():
     sys.stdout = sys.stderr  # user code may print; only the result goes to stdout
     nonce = ""
     options = {}
+    timeout = 0
     try:
         options = json.loads(os.environ.get(OPTIONS_ENV) or "{}")
         nonce = str(options.get("nonce") or "")
+        _RUN.update(nonce=nonce, stdout=real_stdout)
+        timeout = int(options.get("timeout") or 0)
+        if timeout > 0:
+            signal.signal(signal.SIGALRM, _timed_out)
+            signal.alarm(timeout)
         result = inspect_project(options)
     except InspectionError as exc:
         result = {"ok": False, "error": dict(exc.details, kind=exc.kind, message=exc.message)}
+    except InspectionTimeout as exc:
+        place = where(exc)
+        result = {
+            "ok": False,
+            "error": {
+                "kind": "timeout",
+                "message": f"The inspection did not finish within {timeout} seconds (timeout); it was "
+                f"{STAGES.get(_RUN['stage'], 'starting')}" + (f", at {place}" if place else "") + ".",
+            },
+        }
     except BaseException as exc:  # pylint: disable=broad-except  # report, never crash without a result
         result = {
             "ok": False,
@@ -1141,6 +1232,7 @@ def main():
             },
         }
     finally:
+        signal.alarm(0)
         _close_connections()
     if not result.get("ok"):
         result = scrub(result, _secret_values(options))

@@ -101,6 +101,13 @@ options:
       - failing
       - uninstalled_applied
     default: [unmigrated_changes, conflicts, unknown_applied, inconsistent_history, phase_errors, failing]
+  timeout:
+    description:
+      - Seconds the inspection may take before it is stopped with a message that names the stage it was in
+        (settings, migration files, database) and the file and line where it was, for example settings or a
+        migration that wait forever at import. V(0) waits forever.
+    type: int
+    default: 300
   include_sql:
     description:
       - Add the SQL of each pending migration to its RV(pending[].sql), generated in-process the way
@@ -487,6 +494,10 @@ ADVICE = {
     "database_error": "Check that the database user may read the django_migrations table.",
     "migrations_load": "Fix the migration files (a missing dependency or a broken import) and deploy again.",
     "autodetector_failed": "Check the models and the migration files.",
+    "database_missing": "Set NAME to the path of the database file (the variables the settings read from "
+    "environment), or mount its volume.",
+    "not_a_database": "Set NAME in DATABASES to the SQLite database file of the application.",
+    "timeout": "Find what waits there (a network call or a lock at import time), or raise timeout.",
 }
 
 
@@ -501,6 +512,7 @@ def argument_spec():
         environment=dict(type="dict", default={}, no_log=True),
         fail_on=dict(type="list", elements="str", choices=list(FAIL_ON_CHOICES), default=list(DEFAULT_FAIL_ON)),
         include_sql=dict(type="bool", default=False),
+        timeout=dict(type="int", default=300),
     )
 
 
@@ -606,9 +618,33 @@ def parse_report(stdout, nonce):
         return None
 
 
-def inspection_environment(nonce, project_path, settings, environment, database, include_sql, pythonpath):
+def last_stage(stdout, nonce):
+    """The last stage the inspector announced (see _migration_inspect.STAGE_MARKER), or None."""
+    marker = re.escape(f"{inspector.STAGE_MARKER} {nonce} ")
+    stages = re.findall(rf"^{marker}(\w+)$", stdout or "", re.M)
+    return stages[-1] if stages else None
+
+
+def no_result_message(python, rc, out, err, nonce, secrets):
+    """Why the inspection printed no result: the stage it was in when its process ended."""
+    detail = scrub(last_line(err) or "no output on stderr", secrets)
+    stage = last_stage(out, nonce)
+    if stage is None:
+        return (
+            f"The inspection did not produce a result: {python} exited with rc={rc} ({detail}). Check that it is "
+            "the application's interpreter (Python 3.8+ with Django 4.2+)."
+        )
+    return (
+        f"The inspection ended without a result while {inspector.STAGES.get(stage, stage)}: the process exited "
+        f"with rc={rc} ({detail}). Code run at that stage ended the process itself (os._exit(), a crash of an "
+        "extension module, the out-of-memory killer); look there, not at the interpreter."
+    )
+
+
+def inspection_environment(nonce, project_path, settings, environment, database, include_sql, pythonpath, timeout):
     """Variables for the inspector's process: the app's own, then ours (options travel as JSON, not argv)."""
     options = {
+        "timeout": timeout,
         "nonce": nonce,
         "project_path": project_path,
         "settings": settings,
@@ -640,10 +676,11 @@ def run_inspection(module, python, project_path, settings, environment):
         module.params["database"],
         module.params["include_sql"],
         module.params["pythonpath"],
+        module.params["timeout"],
     )
     cmd = [python, "-"]
     rc, out, err = module.run_command(cmd, data=inspector_source(), cwd=project_path, environ_update=env)
-    return cmd, rc, out, err, parse_report(out, nonce)
+    return cmd, rc, out, err, parse_report(out, nonce), nonce
 
 
 def main():
@@ -668,12 +705,10 @@ def main():
     python = resolve_python(module)
     settings = resolve_settings(module, environment, manage_py)
 
-    cmd, rc, out, err, report = run_inspection(module, python, project_path, settings, environment)
+    cmd, rc, out, err, report, nonce = run_inspection(module, python, project_path, settings, environment)
     if report is None:
-        detail = scrub(last_line(err) or last_line(out) or "no output", secrets)
         module.fail_json(
-            msg=f"The inspection did not produce a result: {python} exited with rc={rc} ({detail}). Check that it "
-            "is the application's interpreter (Python 3.8+ with Django 4.2+).",
+            msg=no_result_message(python, rc, out, err, nonce, secrets),
             rc=rc,
             cmd=cmd,
             stderr=scrub(err, secrets),

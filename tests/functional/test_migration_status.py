@@ -1524,3 +1524,34 @@ def test_new_code_direction(make_project, combo):
         assert (problem is None) == works, (app, problem)
         assert pending_of(result, app)["compatibility"] == C  # the old code alone is fine
     assert sorted(line.split(":")[0] for line in result["new_code"]) == ["n_fk.0002_change", "n_state.0002_change"]
+
+
+def test_weak_inputs_get_a_message_that_names_the_place(make_project, tmp_path):
+    project = build_notes(make_project("5.2", "sqlite"))
+    # A migration that ends the process at import: the file is named.
+    path = project.migration("notes", "0002_exit", [("notes", "0001_initial")], "", prelude="raise SystemExit(3)")
+    rc, result = project.run()
+    msg = _assert_one_paragraph(result)
+    assert msg.startswith("Django could not load the migrations: SystemExit: 3 (at ") and str(path) in msg, msg
+    path.unlink()
+    # Settings that end the interpreter: the stage is named, not the interpreter blamed.
+    project.write("proj/gone.py", "import os\nos._exit(7)\n")
+    rc, result = project.run(settings="proj.gone")
+    msg = _assert_one_paragraph(result)
+    assert msg.startswith("The inspection ended without a result while importing the settings module"), msg
+    assert "rc=7" in msg and "Check that it is the application's interpreter" not in msg
+    # Settings that hang: the timeout stops them and names the line.
+    slow = project.write("proj/slow.py", "import time\n\nfrom proj.settings import *\n\ntime.sleep(60)\n")
+    rc, result = project.run(settings="proj.slow", timeout=2)
+    msg = _assert_one_paragraph(result)
+    assert msg.startswith("The inspection did not finish within 2 seconds (timeout); it was importing the settings")
+    assert f"at {slow}, line 5" in msg, msg
+    # A file that is not a database, and a NAME in a directory that does not exist.
+    for name, expected in (
+        (project.root / "notes" / "models.py", "is not an SQLite database"),
+        (tmp_path / "no-such-dir" / "db.sqlite3", "is in a directory that does not exist"),
+    ):
+        project.write("proj/other.py", f'from proj.settings import *\n\nDATABASES["default"]["NAME"] = {str(name)!r}\n')
+        rc, result = project.run(settings="proj.other")
+        assert rc == 1 and expected in _assert_one_paragraph(result), result["msg"]
+        assert not (tmp_path / "no-such-dir").exists()
