@@ -631,14 +631,19 @@ NEW_CODE = (
 # fmt: on
 
 
+def _first_reason(table, kind, facts):
+    """The reason of the first row of ``table`` (operation, when, reason) that matches, or None."""
+    for operation, when, reason in table:
+        if operation == kind and when(facts):
+            return reason
+    return None
+
+
 def new_code_problem(facts, kind):
     """What breaks for the new release (or for the old one after the new one wrote rows), or None."""
     if facts.get("fresh_database") or facts.get("emits_sql") is False and not facts.get("columns_kept"):
         return None
-    for operation, when, reason in NEW_CODE:
-        if operation == kind and when(facts):
-            return reason
-    return None
+    return _first_reason(NEW_CODE, kind, facts)
 
 
 # ---------------------------------------------------------------------------
@@ -726,10 +731,7 @@ def lock_of(facts, kind, vendor):
         return None
     if facts.get("on_new_table") or facts.get("fresh_database") or facts.get("error"):
         return None
-    for operation, when, reason in LOCKS:
-        if operation == kind and when(facts):
-            return reason
-    return None
+    return _first_reason(LOCKS, kind, facts)
 
 
 # ---------------------------------------------------------------------------
@@ -899,6 +901,16 @@ def phase_errors(entries):
     return errors
 
 
+def _operations_with(pending, key):
+    """``app.name: description — reason`` of every pending operation whose ``key`` is set."""
+    return [
+        f"{migration_label(item)}: {op['description']} — {op[key]}"
+        for item in pending
+        for op in item["operations"]
+        if op[key]
+    ]
+
+
 def build_result(report, include_sql=False):
     """The module's return values (without ``failed_conditions``) from the inspector's report."""
     entries = report.get("pending") or []
@@ -920,24 +932,9 @@ def build_result(report, include_sql=False):
         ),
         "destructive": any(item["destructive"] for item in pending),
         "data_loss": worst_data_loss(item["data_loss"] for item in pending),
-        "failing": [
-            f"{migration_label(item)}: {op['description']} — {op['fails']}"
-            for item in pending
-            for op in item["operations"]
-            if op["fails"]
-        ],
-        "new_code": [
-            f"{migration_label(item)}: {op['description']} — {op['new_code']}"
-            for item in pending
-            for op in item["operations"]
-            if op["new_code"]
-        ],
-        "locking": [
-            f"{migration_label(item)}: {op['description']} — {op['lock']}"
-            for item in pending
-            for op in item["operations"]
-            if op["lock"]
-        ],
+        "failing": _operations_with(pending, "fails"),
+        "new_code": _operations_with(pending, "new_code"),
+        "locking": _operations_with(pending, "lock"),
         "unmigrated_changes": dict(report.get("unmigrated_changes") or {}),
         "conflicts": dict(report.get("conflicts") or {}),
         "unknown_applied": list(report.get("unknown_applied") or []),
