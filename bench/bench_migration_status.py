@@ -228,8 +228,9 @@ class Target:
     def inspection(self, include_sql=False):
         """Run the inspector exactly like the module does; return the parsed report."""
         nonce = uuid.uuid4().hex
+        timeout = migration_status.argument_spec()["timeout"]["default"]
         env = migration_status.inspection_environment(
-            nonce, str(self.root), self.settings, self.env, "default", include_sql, []
+            nonce, str(self.root), self.settings, self.env, "default", include_sql, [], timeout
         )
         proc = subprocess.run(
             [str(self.python), "-"],

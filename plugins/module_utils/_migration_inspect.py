@@ -34,6 +34,7 @@ import importlib
 import json
 import os
 import re
+import signal
 import sys
 import traceback
 from urllib.parse import quote, unquote
@@ -41,6 +42,17 @@ from urllib.parse import quote, unquote
 OPTIONS_ENV = "GREENLIGHT_MIGRATION_STATUS_OPTIONS"
 BEGIN_MARKER = "<<<GREENLIGHT-MIGRATION-STATUS-BEGIN"
 END_MARKER = "<<<GREENLIGHT-MIGRATION-STATUS-END"
+# "<<<GREENLIGHT-MIGRATION-STATUS-STAGE <nonce> <stage>" on stdout before each
+# stage: when the process ends without a result, the last one says where.
+STAGE_MARKER = "<<<GREENLIGHT-MIGRATION-STATUS-STAGE"
+STAGES = {
+    "settings": "importing the settings module",
+    "setup": "starting Django (django.setup(): the apps and their models)",
+    "database": "connecting to the database",
+    "migrations": "loading the migration files",
+    "plan": "reading the pending migrations",
+    "models": "comparing the models with the migrations",
+}
 SCHEMA_VERSION = 1
 
 # Operation classes whose module starts with one of these are Django's own:
@@ -51,6 +63,39 @@ DJANGO_MODULE_PREFIXES = ("django.db.migrations.", "django.contrib.")
 # Phase marker values (class attribute ``greenlight_phase`` on a Migration).
 PHASE_ATTRIBUTE = "greenlight_phase"
 SAFE_ATTRIBUTE = "greenlight_safe"
+
+
+class InspectionTimeout(BaseException):
+    """Raised by SIGALRM; a BaseException so that user code's ``except Exception`` cannot swallow it."""
+
+
+_RUN = {"nonce": "", "stdout": None, "stage": None}
+
+
+def stage(name):
+    """Say on stdout which stage starts (see STAGE_MARKER)."""
+    _RUN["stage"] = name
+    out = _RUN["stdout"]
+    if out is not None:
+        out.write(f"\n{STAGE_MARKER} {_RUN['nonce']} {name}\n")
+        out.flush()
+
+
+def where(exc, project=None):
+    """``file:line`` of the innermost frame of the traceback outside Python and Django, or None."""
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        name = frame.filename or ""
+        if project and not os.path.abspath(name).startswith(project + os.sep):
+            continue
+        if not project and ("/django/" in name or "/lib/python" in name or name.startswith("<")):
+            continue
+        found = f"{name}, line {frame.lineno}"
+    return found
+
+
+def _timed_out(signum, frame):
+    raise InspectionTimeout()
 
 
 class InspectionError(Exception):
@@ -109,17 +154,22 @@ def _column(field, name):
     return name
 
 
-def _db_type(field, name, connection):
-    """The column type Django would create, or None (relations, M2M, errors)."""
+def _db_parameters(field, name, connection):
+    """(type, check) of the column Django would create; (None, None) for relations, M2M and errors.
+
+    The check is the CHECK constraint Django adds with the column (for example
+    ``"price" >= 0`` of a PositiveIntegerField), from the same ``db_parameters``
+    the schema editor uses.
+    """
     if getattr(field, "is_relation", False):
-        return None
+        return None, None
     try:
         bound = field.clone()
         bound.set_attributes_from_name(name)
-        db_type = bound.db_parameters(connection=connection).get("type")
+        params = bound.db_parameters(connection=connection)
     except Exception:  # pylint: disable=broad-except
-        return None
-    return db_type if db_type else None
+        return None, None
+    return params.get("type") or None, params.get("check") or None
 
 
 def _target(field):
@@ -138,6 +188,7 @@ def _target(field):
 
 
 def field_facts(field, name, connection):
+    db_type, db_check = _db_parameters(field, name, connection)
     return {
         "name": name,
         "class": f"{type(field).__module__}.{type(field).__name__}",
@@ -150,8 +201,13 @@ def field_facts(field, name, connection):
         "unique": bool(getattr(field, "unique", False)),
         "primary_key": bool(getattr(field, "primary_key", False)),
         "generated": bool(getattr(field, "generated", False)),
+        "blank": bool(getattr(field, "blank", False)),
+        "db_index": bool(getattr(field, "db_index", False)),
+        "db_constraint": bool(getattr(field, "db_constraint", False)),
+        "auto_now": bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)),
         "column": _column(field, name),
-        "db_type": _db_type(field, name, connection),
+        "db_type": db_type,
+        "db_check": db_check,
         "auto_through": _auto_through(field),
     }
 
@@ -280,6 +336,21 @@ class Context:
         self.alias = alias
         self.router = router
         self.state_broken = False
+        # Tables created by the pending plan so far: db_table -> "app.name" of
+        # the migration that creates it. The code that serves has never used them.
+        self.created_in = {}
+        self.migration = None  # "app.name" of the migration being inspected
+
+
+def state_tables(state, connection):
+    """db_table of every managed, concrete model of ``state``."""
+    tables = set()
+    for (app_label, _model), model_state in state.models.items():
+        options = model_state.options
+        if options.get("proxy") or not options.get("managed", True):
+            continue
+        tables.add(options.get("db_table") or _default_table(app_label, model_state.name, connection))
+    return tables
 
 
 def operation_bases(op):
@@ -328,7 +399,24 @@ def operation_facts(op, app_label, state, ctx):
     except Exception as exc:  # pylint: disable=broad-except
         facts["error"] = exception_last_line(exc)
         facts["emits_sql"] = None
+    table = facts.get("old_db_table") or (facts.get("model") or {}).get("db_table")
+    if table and table in ctx.created_in:
+        facts["new_table_from"] = ctx.created_in[table]
     return facts
+
+
+def _table_created(ctx, table, renamed_from=None):
+    """Remember that the plan creates ``table`` (or renames a table it created)."""
+    if renamed_from is None:
+        ctx.created_in[table] = ctx.migration
+    elif renamed_from in ctx.created_in:
+        ctx.created_in[table] = ctx.created_in[renamed_from]
+
+
+# Statements PostgreSQL refuses inside a transaction block.
+_SQL_OUTSIDE_TRANSACTION = re.compile(
+    r"\b(?:CONCURRENTLY|VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CREATE\s+TABLESPACE)\b", re.I
+)
 
 
 def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per operation family
@@ -352,6 +440,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
                 inner_op.state_forwards(app_label, inner)
         facts["database_operations"] = nested
         facts["state_operations"] = [_safe_describe(inner_op) for inner_op in op.state_operations]
+        facts["columns_kept"] = _columns_kept(op, app_label, state, connection)
         facts["reversible"] = facts["reversible"] and all(item["reversible"] for item in nested)
         facts["emits_sql"] = any(item["emits_sql"] is not False for item in nested) if nested else False
         return
@@ -370,13 +459,20 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         facts["noop"] = not any(text.strip() for text in facts["sql_text"])
         facts["allowed"] = _allowed(ctx.router, ctx.alias, app_label, **(op.hints or {}))
         facts["emits_sql"] = facts["allowed"] and not facts["noop"]
+        facts["outside_transaction"] = any(_SQL_OUTSIDE_TRANSACTION.search(text) for text in facts["sql_text"])
         return
+
+    if "NotInTransactionMixin" in bases:  # AddIndexConcurrently, RemoveIndexConcurrently
+        facts["outside_transaction"] = True
 
     if isinstance(op, migrations.CreateModel):
         options = op.options or {}
         managed = bool(options.get("managed", True)) and not options.get("proxy", False)
         facts["model"] = {"managed": bool(options.get("managed", True)), "proxy": bool(options.get("proxy", False))}
         facts["emits_sql"] = managed and model_allowed(op.name)
+        facts["references_old"] = _old_tables_referenced([field for _name, field in op.fields], state, ctx)
+        if facts["emits_sql"]:
+            _table_created(ctx, options.get("db_table") or _default_table(app_label, op.name, connection))
         return
 
     if isinstance(op, migrations.DeleteModel):
@@ -397,6 +493,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         facts["new_db_table"] = new_table
         facts["m2m_references"] = referencing_m2m
         facts["emits_sql"] = model_writes(model, op.old_name) and (old_table != new_table or bool(referencing_m2m))
+        _table_created(ctx, new_table, renamed_from=old_table)
         return
 
     if isinstance(op, migrations.AlterModelTable):
@@ -406,6 +503,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         facts["old_db_table"] = model["db_table"]
         facts["new_db_table"] = new_table
         facts["emits_sql"] = model_writes(model, op.name) and model["db_table"] != new_table
+        _table_created(ctx, new_table, renamed_from=model["db_table"])
         return
 
     if isinstance(op, (migrations.AddField, migrations.RemoveField, migrations.AlterField, migrations.RenameField)):
@@ -416,6 +514,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         if isinstance(op, migrations.AddField):
             field = field_facts(op.field, op.name, connection)
             facts["field"] = field
+            facts["references_old"] = _old_tables_referenced([op.field], state, ctx)
             concrete = field["many_to_many"] is False or field["auto_through"] is True
             facts["emits_sql"] = writes and concrete
         elif isinstance(op, migrations.RemoveField):
@@ -508,6 +607,45 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
     facts["emits_sql"] = _allowed(ctx.router, ctx.alias, app_label)
 
 
+def _columns_kept(op, app_label, state, connection):
+    """Fields that SeparateDatabaseAndState removes from the state while the database keeps their column."""
+    from django.db import migrations
+
+    touched = {
+        (getattr(inner, "model_name_lower", None), getattr(inner, "name_lower", None))
+        for inner in op.database_operations
+    }
+    kept = []
+    for inner in op.state_operations:
+        if not isinstance(inner, migrations.RemoveField) or (inner.model_name_lower, inner.name_lower) in touched:
+            continue
+        field = _state_field(_model_state(state, app_label, inner.model_name), inner.name)
+        if field is not None:
+            kept.append(dict(field_facts(field, inner.name, connection), model=inner.model_name_lower))
+    return kept
+
+
+def _old_tables_referenced(fields, state, ctx):
+    """``app.model`` labels of tables that existed before the plan which these fields reference with a
+    database constraint (a ForeignKey, or the join table of an auto-created ManyToManyField)."""
+    found = []
+    for field in fields:
+        if not getattr(field, "is_relation", False):
+            continue
+        if not getattr(field, "many_to_many", False) and not getattr(field, "db_constraint", False):
+            continue
+        if getattr(field, "many_to_many", False) and not _auto_through(field):
+            continue
+        label = _target(field)
+        if not label or "." not in label:
+            continue
+        app_label, model_name = label.split(".", 1)
+        model = model_facts(_model_state(state, app_label, model_name), app_label, ctx.connection)
+        if model["found"] and model["db_table"] not in ctx.created_in:
+            found.append(label)
+    return sorted(set(found))
+
+
 def _m2m_pointing_to(state, label):
     """Auto-created M2M join tables whose column is named after ``label``'s model."""
     found = []
@@ -588,7 +726,8 @@ def forward(migration, state, ctx, include_sql):
                 else:
                     _database_forwards(op, app_label, editor, old_state, state)
             except Exception as exc:  # pylint: disable=broad-except
-                collected.append(f"-- greenlight: SQL not generated: {exception_last_line(exc)}")
+                facts[-1]["sql_error"] = exception_last_line(exc)
+                collected.append(f"-- greenlight: SQL not generated: {facts[-1]['sql_error']}")
                 continue
             if before == len(collected) + len(editor.deferred_sql):
                 collected.append("-- (no-op)")
@@ -628,7 +767,31 @@ def _database_forwards(op, app_label, editor, from_state, to_state):
                 editor.collected_sql.append(f"-- ({name} inside SeparateDatabaseAndState: SQL not generated)")
             current = after
         return
+    if "NotInTransactionMixin" in operation_bases(op):
+        _concurrent_index_forwards(op, app_label, editor, from_state, to_state)
+        return
     op.database_forwards(app_label, editor, from_state, to_state)
+
+
+def _concurrent_index_forwards(op, app_label, editor, from_state, to_state):
+    """AddIndexConcurrently/RemoveIndexConcurrently without their own transaction guard.
+
+    The guard would see the inspection's read-only transaction, not the
+    migration's; whether the migration itself runs in one is judged from its
+    ``atomic`` flag (see _migration_rules). Other backends have no concurrent
+    index at all, and their schema editor would fail with a TypeError.
+    """
+    from django.db import NotSupportedError
+
+    if editor.connection.vendor != "postgresql":
+        raise NotSupportedError(f"{type(op).__name__} works only on PostgreSQL, not on {editor.connection.vendor}")
+    if "AddIndex" in operation_bases(op):
+        model = to_state.apps.get_model(app_label, op.model_name)
+        editor.add_index(model, op.index, concurrently=True)
+        return
+    model = from_state.apps.get_model(app_label, op.model_name)
+    index = from_state.models[app_label, op.model_name_lower].get_index_by_name(op.name)
+    editor.remove_index(model, index, concurrently=True)
 
 
 # ---------------------------------------------------------------------------
@@ -651,6 +814,12 @@ def _make_sqlite_read_only(connection, warnings):
     if name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
         return
     path = os.path.abspath(name)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise InspectionError(
+            "database_missing",
+            f"The SQLite database {path} is in a directory that does not exist ({os.path.dirname(path)}): a wrong "
+            "NAME in DATABASES or a volume that is not mounted, not an empty database.",
+        )
     if not os.path.exists(path):
         warnings.append(f"The SQLite database {path} does not exist yet; it was inspected as an empty database.")
         connection.settings_dict["NAME"] = ":memory:"
@@ -683,23 +852,34 @@ def start_django(options):
     settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
     if not settings_module:
         raise InspectionError("settings_missing", "No settings module is known (DJANGO_SETTINGS_MODULE is unset).")
+    stage("settings")
     try:
         importlib.import_module(settings_module)
+    except InspectionTimeout:
+        raise
     except BaseException as exc:  # pylint: disable=broad-except  # settings may even call sys.exit()
         raise InspectionError(
             "settings_import",
-            f"The settings module {settings_module!r} does not import: {exception_last_line(exc)}",
+            f"The settings module {settings_module!r} does not import: {exception_last_line(exc)}{_at(exc)}",
             settings=settings_module,
         ) from exc
+    stage("setup")
     try:
         django.setup()
+    except InspectionTimeout:
+        raise
     except BaseException as exc:  # pylint: disable=broad-except
         raise InspectionError(
             "setup_failed",
-            f"Django did not start with the settings module {settings_module!r}: {exception_last_line(exc)}",
+            f"Django did not start with the settings module {settings_module!r}: {exception_last_line(exc)}{_at(exc)}",
             settings=settings_module,
         ) from exc
     return django
+
+
+def _at(exc):
+    place = where(exc)
+    return f" (at {place})" if place else ""
 
 
 def open_database(alias, warnings):
@@ -714,6 +894,7 @@ def open_database(alias, warnings):
             ),
         )
     connection = connections[alias]
+    stage("database")
     _make_sqlite_read_only(connection, warnings)
     try:
         connection.ensure_connection()
@@ -765,6 +946,7 @@ def describe_pending(loader, full_plan, plan, ctx, include_sql):
             work_state = loader.project_state(key, at_end=False)
         else:
             work_state = state
+        ctx.migration = "{}.{}".format(*key)
         entry = {
             "app": migration.app_label,
             "name": migration.name,
@@ -776,6 +958,7 @@ def describe_pending(loader, full_plan, plan, ctx, include_sql):
             "initial": bool(getattr(migration, "initial", False)),
         }
         operations, sql = forward(migration, work_state, ctx, include_sql)
+        _mark_restored_tables(migration, operations, work_state, ctx)
         if sql is not None:
             entry["sql"] = sql
         entry["operations"] = operations
@@ -783,6 +966,29 @@ def describe_pending(loader, full_plan, plan, ctx, include_sql):
     if ctx.state_broken:
         state = None
     return entries, state
+
+
+def _mark_restored_tables(migration, operations, end_state, ctx):
+    """Flag table renames that the same atomic migration undoes (RenameModel + AlterModelTable back).
+
+    Inside one transaction the code that serves never sees the renamed table:
+    when the old table name exists again at the end of the migration (or the
+    renamed table is one an earlier rename of the migration made) and no join
+    table column was renamed, the renames cancel out.
+    """
+    renames = [facts for facts in operations if facts.get("old_db_table") and facts.get("emits_sql")]
+    if not renames or not migration.atomic or not ctx.connection.features.can_rollback_ddl:
+        return
+    try:
+        tables = state_tables(end_state, ctx.connection)
+    except Exception:  # pylint: disable=broad-except
+        return
+    intermediate = set()  # tables an earlier rename of this migration created
+    for facts in renames:
+        before = facts["old_db_table"]
+        if (before in tables or before in intermediate) and not facts.get("m2m_references"):
+            facts["table_restored"] = True
+        intermediate.add(facts.get("new_db_table"))
 
 
 def _states_match(from_state, to_state):
@@ -871,17 +1077,27 @@ def _collect(result, connection, ctx, options):
     from django.db.migrations.executor import MigrationExecutor
     from django.db.migrations.recorder import MigrationRecorder
 
+    stage("migrations")
     try:
         executor = MigrationExecutor(connection)
     except DatabaseError as exc:
+        message = exception_message(exc)
+        if connection.vendor == "sqlite" and "not a database" in message:
+            raise InspectionError(
+                "not_a_database",
+                f"The file {connection.settings_dict.get('NAME')} of the database {ctx.alias!r} is not an SQLite "
+                f"database ({message}).",
+            ) from exc
         raise InspectionError(
             "database_error",
-            f"The database {ctx.alias!r} ({connection.vendor}) could not be read: {exception_message(exc)}",
+            f"The database {ctx.alias!r} ({connection.vendor}) could not be read: {message}",
             vendor=connection.vendor,
         ) from exc
-    except Exception as exc:  # pylint: disable=broad-except  # broken or missing migration files
+    except InspectionTimeout:
+        raise
+    except BaseException as exc:  # pylint: disable=broad-except  # broken migration files, even sys.exit()
         raise InspectionError(
-            "migrations_load", f"Django could not load the migrations: {exception_last_line(exc)}"
+            "migrations_load", f"Django could not load the migrations: {exception_last_line(exc)}{_at(exc)}"
         ) from exc
     loader = executor.loader
     recorder = MigrationRecorder(connection)
@@ -898,9 +1114,15 @@ def _collect(result, connection, ctx, options):
     replaced = set()
     for migration in loader.replacements.values():
         replaced.update(tuple(item) for item in migration.replaces)
-    result["unknown_applied"] = sorted(
-        "{}.{}".format(*key) for key in recorded if key not in loader.disk_migrations and key not in replaced
-    )
+    from django.apps import apps
+
+    installed = {config.label for config in apps.get_app_configs()}
+    unknown = sorted(key for key in recorded if key not in loader.disk_migrations and key not in replaced)
+    # A whole app label the code no longer has (removed from INSTALLED_APPS)
+    # is not a migration the code is missing: report it apart.
+    result["unknown_applied"] = ["{}.{}".format(*key) for key in unknown if key[0] in installed]
+    result["uninstalled_applied"] = ["{}.{}".format(*key) for key in unknown if key[0] not in installed]
+    result["fresh_database"] = not recorded
     result["squashed_unrecorded"] = sorted(
         "{}.{}".format(*key) for key in loader.replacements if key in loader.applied_migrations and key not in recorded
     )
@@ -909,6 +1131,7 @@ def _collect(result, connection, ctx, options):
     # build the starting state. With a consistent history the pending plan is
     # that order without the applied migrations (what migration_plan() returns,
     # without walking the graph a second time).
+    stage("plan")
     leaves = loader.graph.leaf_nodes()
     full_plan = executor.migration_plan(leaves, clean_start=True)
     if result["inconsistent_history"] is None:
@@ -918,6 +1141,12 @@ def _collect(result, connection, ctx, options):
         plan = executor.migration_plan(leaves)
     entries, final_state = describe_pending(loader, full_plan, plan, ctx, bool(options.get("include_sql")))
     result["pending"] = entries
+    if result["inconsistent_history"] is not None:
+        # The state replayed from the database's history misses the migrations
+        # recorded out of order; compare the models with the migrations' own
+        # state instead, or a missing record reads as a model change.
+        final_state = None
+    stage("models")
     result["unmigrated_changes"] = unmigrated_changes(loader, final_state)
 
 
@@ -971,12 +1200,28 @@ def main():
     sys.stdout = sys.stderr  # user code may print; only the result goes to stdout
     nonce = ""
     options = {}
+    timeout = 0
     try:
         options = json.loads(os.environ.get(OPTIONS_ENV) or "{}")
         nonce = str(options.get("nonce") or "")
+        _RUN.update(nonce=nonce, stdout=real_stdout)
+        timeout = int(options.get("timeout") or 0)
+        if timeout > 0:
+            signal.signal(signal.SIGALRM, _timed_out)
+            signal.alarm(timeout)
         result = inspect_project(options)
     except InspectionError as exc:
         result = {"ok": False, "error": dict(exc.details, kind=exc.kind, message=exc.message)}
+    except InspectionTimeout as exc:
+        place = where(exc)
+        result = {
+            "ok": False,
+            "error": {
+                "kind": "timeout",
+                "message": f"The inspection did not finish within {timeout} seconds (timeout); it was "
+                f"{STAGES.get(_RUN['stage'], 'starting')}" + (f", at {place}" if place else "") + ".",
+            },
+        }
     except BaseException as exc:  # pylint: disable=broad-except  # report, never crash without a result
         result = {
             "ok": False,
@@ -987,6 +1232,7 @@ def main():
             },
         }
     finally:
+        signal.alarm(0)
         _close_connections()
     if not result.get("ok"):
         result = scrub(result, _secret_values(options))

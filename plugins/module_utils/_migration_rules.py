@@ -21,6 +21,13 @@ UNKNOWN = "unknown"
 INCOMPATIBLE = "incompatible"
 _RANK = {COMPATIBLE: 0, UNKNOWN: 1, INCOMPATIBLE: 2}
 
+# The "destructive" column of the table: True (drops data), False (keeps it),
+# or MAYBE (greenlight cannot know: raw SQL or Python that may change rows).
+# Results carry it as ``data_loss``: "yes", "no" or "unknown".
+MAYBE = "maybe"
+DATA_LOSS = {True: "yes", False: "no", MAYBE: "unknown"}
+_LOSS_RANK = {"no": 0, "unknown": 1, "yes": 2}
+
 BEFORE_SWITCH = "before_switch"
 AFTER_SWITCH = "after_switch"
 PHASES = (BEFORE_SWITCH, AFTER_SWITCH)
@@ -36,8 +43,17 @@ FAIL_ON_CHOICES = (
     "pending",
     "incompatible",
     "destructive",
+    "failing",
+    "uninstalled_applied",
 )
-DEFAULT_FAIL_ON = ["unmigrated_changes", "conflicts", "unknown_applied", "inconsistent_history", "phase_errors"]
+DEFAULT_FAIL_ON = [
+    "unmigrated_changes",
+    "conflicts",
+    "unknown_applied",
+    "inconsistent_history",
+    "phase_errors",
+    "failing",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -57,6 +73,26 @@ def unreadable(facts):
 def emits_no_sql(facts):
     """No SQL runs on this database: state only, no-op, unmanaged/proxy model, or routed away."""
     return facts.get("emits_sql") is False
+
+
+def on_new_table(facts):
+    """The table was created earlier in the plan, after the code that runs now last used the schema.
+
+    Set by ``classify_migration``: a before_switch operation on a table any
+    earlier pending migration creates, or an after_switch one on a table an
+    after_switch migration creates.
+    """
+    return bool(facts.get("on_new_table"))
+
+
+def in_fresh_database(facts):
+    """The database has no applied migration at all: no release serves from it."""
+    return bool(facts.get("fresh_database"))
+
+
+def table_restored(facts):
+    """A table rename that the same atomic migration undoes (RenameModel + AlterModelTable back)."""
+    return bool(facts.get("table_restored"))
 
 
 def _field(facts, key="field"):
@@ -79,12 +115,30 @@ def adds_column_with_db_default(facts):
     return bool(_field(facts).get("has_db_default"))
 
 
+def adds_unique_not_null_column(facts):
+    """unique=True and NOT NULL: every existing row and every old INSERT gets the same default."""
+    field = _field(facts)
+    return bool(field.get("unique")) and not field.get("null") and not field.get("generated")
+
+
 def old_field_unknown(facts):
     return not facts.get("old_field")
 
 
 def becomes_not_null(facts):
     return bool(_field(facts, "old_field").get("null")) and not _field(facts, "new_field").get("null")
+
+
+def renames_column(facts):
+    """The column name changes (db_column, also on a ForeignKey): a column rename."""
+    old, new = _field(facts, "old_field"), _field(facts, "new_field")
+    return bool(old.get("column")) and bool(new.get("column")) and old["column"] != new["column"]
+
+
+def adds_or_changes_check(facts):
+    """Django adds (or changes) the CHECK it creates with the column, e.g. PositiveIntegerField's >= 0."""
+    old, new = _field(facts, "old_field"), _field(facts, "new_field")
+    return bool(new.get("db_check")) and new.get("db_check") != old.get("db_check")
 
 
 def drops_db_default_of_not_null(facts):
@@ -162,24 +216,78 @@ def removes_order_column(facts):
 
 _SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 _SQL_STRINGS = re.compile(r"'(?:[^']|'')*'")
-_SQL_METADATA_DROPS = re.compile(
-    r"\bDROP\s+(?:INDEX|CONSTRAINT|DEFAULT|NOT\s+NULL|TRIGGER|IDENTITY|EXPRESSION)\b", re.I
+_SQL_DOLLAR_QUOTED = re.compile(r"\$(\w*)\$.*?\$\1\$", re.S)  # PostgreSQL function bodies
+_SQL_TRIGGER_BODY = re.compile(
+    r"(\bCREATE\s+(?:TEMP\w*\s+)?TRIGGER\b.*?)\bBEGIN\b.*?\bEND\b(?=\s*(?:;|$))", re.S | re.I
 )
-_SQL_ON_DELETE = re.compile(r"\bON\s+DELETE\b", re.I)
-_SQL_DATA_LOSS = re.compile(r"\b(?:DROP|TRUNCATE|DELETE)\b", re.I)
+# Statements that remove rows, tables or columns when the migration runs.
+_SQL_LOSES_DATA = re.compile(r"^(?:DELETE\b|TRUNCATE\b|DROP\s+(?:TABLE|SCHEMA|DATABASE|OWNED)\b)")
+_SQL_ALTER_TABLE_DROP = re.compile(r"\bDROP\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?(\w+)")
+_SQL_DROPS_NO_DATA = frozenset(
+    ("CONSTRAINT", "INDEX", "DEFAULT", "NOT", "TRIGGER", "IDENTITY", "EXPRESSION", "PRIMARY", "FOREIGN")
+)
+# Statements that may overwrite values (or run code) when the migration runs.
+_SQL_MAY_CHANGE_DATA = re.compile(r"^(?:UPDATE|MERGE|REPLACE|DO|CALL|EXECUTE|COPY)\b|\bON\s+CONFLICT\b.*\bUPDATE\b")
+_SQL_ALTERS_TYPE = re.compile(r"^ALTER\s+TABLE\b.*\b(?:TYPE|USING)\b")
+# Statements that define or remove objects without rows, or change permissions.
+_SQL_KEEPS_DATA = re.compile(
+    r"^(?:CREATE|ALTER|GRANT|REVOKE|COMMENT|SET|RESET|ANALYZE|VACUUM|REINDEX|CLUSTER|SELECT|INSERT|LOCK|BEGIN|"
+    r"COMMIT|START|PRAGMA|REFRESH|NOTIFY|LISTEN|DROP\s+(?:VIEW|MATERIALIZED\s+VIEW|INDEX|TRIGGER|FUNCTION|"
+    r"PROCEDURE|RULE|POLICY|SEQUENCE|COLLATION|STATISTICS)\b)"
+)
+
+
+def _sql_statements(text):
+    """Upper-cased statements of ``text`` without comments, string literals or function bodies."""
+    text = _SQL_COMMENTS.sub(" ", text)
+    text = _SQL_STRINGS.sub("''", text)
+    text = _SQL_DOLLAR_QUOTED.sub("$$ $$", text)
+    text = _SQL_TRIGGER_BODY.sub(r"\1", text)  # SQLite trigger bodies hold statements of their own
+    for statement in text.split(";"):
+        statement = re.sub(r"\s+", " ", statement).strip().upper()
+        if statement:
+            yield statement
+
+
+def sql_statement_data_loss(statement):
+    """True, MAYBE or False for one upper-cased SQL statement."""
+    if _SQL_LOSES_DATA.match(statement):
+        return True
+    if statement.startswith("ALTER TABLE"):
+        if any(word not in _SQL_DROPS_NO_DATA for word in _SQL_ALTER_TABLE_DROP.findall(statement)):
+            return True
+        if _SQL_ALTERS_TYPE.match(statement):
+            return MAYBE
+    if _SQL_MAY_CHANGE_DATA.search(statement):
+        return MAYBE
+    if statement.startswith("DROP") and statement.endswith("CASCADE"):
+        return MAYBE  # a cascade can drop columns or tables that depend on the object
+    if _SQL_KEEPS_DATA.match(statement):
+        return False
+    return MAYBE
+
+
+def sql_data_loss(facts):
+    """The worst of the statements of RunSQL: True, MAYBE or False."""
+    worst_seen = False
+    for text in facts.get("sql_text") or []:
+        for statement in _sql_statements(text):
+            verdict = sql_statement_data_loss(statement)
+            if verdict is True:
+                return True
+            if verdict == MAYBE:
+                worst_seen = MAYBE
+    return worst_seen
 
 
 def sql_deletes_data(facts):
-    """RunSQL text contains DROP, TRUNCATE or DELETE (comments, strings, ON DELETE,
-    and drops of indexes/constraints/defaults do not count)."""
-    for text in facts.get("sql_text") or []:
-        text = _SQL_COMMENTS.sub(" ", text)
-        text = _SQL_STRINGS.sub("''", text)
-        text = _SQL_ON_DELETE.sub(" ", text)
-        text = _SQL_METADATA_DROPS.sub(" ", text)
-        if _SQL_DATA_LOSS.search(text):
-            return True
-    return False
+    """RunSQL deletes rows or drops a table or column when it runs."""
+    return sql_data_loss(facts) is True
+
+
+def sql_may_change_data(facts):
+    """RunSQL may overwrite or remove data (UPDATE, DO blocks, type changes, CASCADE, unknown statements)."""
+    return sql_data_loss(facts) == MAYBE
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +296,8 @@ def sql_deletes_data(facts):
 # operation this table does not know yet) is "unknown". SeparateDatabaseAndState
 # is judged by its database_operations (see classify_operation).
 #
-# Columns: operation, when, compatibility, destructive, reason (why + what to do).
+# Columns: operation, when, compatibility, destructive (True, False or MAYBE),
+# reason (why + what to do).
 # ---------------------------------------------------------------------------
 
 # fmt: off
@@ -201,6 +310,11 @@ RULES = (
     ("*", emits_no_sql, COMPATIBLE, False,
      "Nothing runs on this database: a state-only change, a no-op (RunPython.noop, empty RunSQL), an unmanaged "
      "or proxy model, or a router that keeps the app off this database."),
+    ("*", on_new_table, COMPATIBLE, False,
+     "The table was created earlier in this plan: the code that serves meanwhile has never used it, and it "
+     "holds none of its data."),
+    ("*", in_fresh_database, COMPATIBLE, False,
+     "The database has no applied migration yet: no release serves from it."),
 
     ("CreateModel", always, COMPATIBLE, False,
      "A new table; old code never touches it."),
@@ -209,16 +323,26 @@ RULES = (
      "Old code still queries this table; remove the model from the code first, deploy, then delete it (mark "
      "the deleting migration after_switch)."),
 
+    ("RenameModel", table_restored, COMPATIBLE, False,
+     "The same atomic migration renames the table back (AlterModelTable to the old name): in one transaction "
+     "the running code never sees the change."),
     ("RenameModel", always, INCOMPATIBLE, False,
      "Old code queries the table under its old name; keep the old table name (Meta.db_table) so the rename is "
      "state-only, or copy to a new table over several releases."),
 
+    ("AlterModelTable", table_restored, COMPATIBLE, False,
+     "Gives the table back its old name within the same atomic migration: the renames cancel out."),
     ("AlterModelTable", always, INCOMPATIBLE, False,
      "Old code queries the table under its old name; rename the table only after the switch (mark the "
      "migration after_switch), or keep db_table unchanged."),
 
     ("AddField", adds_many_to_many, COMPATIBLE, False,
      "Creates a new join table; old code never touches it."),
+    ("AddField", adds_unique_not_null_column, INCOMPATIBLE, False,
+     "A unique NOT NULL column: every existing row gets the same default, so the migration fails on a table "
+     "with two or more rows, and every INSERT from old code gets that value too, so the second one fails; add "
+     "it nullable (NULLs do not collide), fill distinct values, then make it unique and NOT NULL after the "
+     "switch."),
     ("AddField", adds_generated_column, COMPATIBLE, False,
      "The database computes this column; old INSERTs leave it out."),
     ("AddField", adds_nullable_column, COMPATIBLE, False,
@@ -240,6 +364,9 @@ RULES = (
 
     ("AlterField", old_field_unknown, UNKNOWN, False,
      "The field's previous definition is not in the migration state; review this change."),
+    ("AlterField", renames_column, INCOMPATIBLE, False,
+     "Changes the column name (db_column): a column rename, old code queries the old name; keep db_column, or "
+     "add the new column, write both, backfill, and drop the old one after the switch."),
     ("AlterField", becomes_not_null, INCOMPATIBLE, False,
      "Old code may still write NULL into this column; deploy code that never writes NULL and backfill first, "
      "then set NOT NULL in a migration marked after_switch."),
@@ -247,6 +374,10 @@ RULES = (
      "Old code relies on the database default of this NOT NULL column; drop db_default after the switch."),
     ("AlterField", becomes_primary_key, INCOMPATIBLE, False,
      "Changes the primary key under the old code; do it in a separate release after the switch."),
+    ("AlterField", adds_or_changes_check, INCOMPATIBLE, False,
+     "Django adds a CHECK constraint with the new field (for example >= 0 of a positive integer field): old "
+     "code may write values it rejects, and rows that break it make the migration fail; deploy code that "
+     "writes valid values first, then change the field after the switch."),
     ("AlterField", changes_column_type, INCOMPATIBLE, False,
      "Changes the column type: old code may write values the new type rejects, and the table may be rewritten "
      "under a lock; only widen (longer varchar, varchar to text, bigger integer), or add a new column and "
@@ -324,13 +455,18 @@ RULES = (
     ("RemoveCollation", always, COMPATIBLE, False,
      "Removes a collation no column uses any more; old code keeps working."),
 
-    ("RunPython", always, UNKNOWN, False,
+    ("RunPython", always, UNKNOWN, MAYBE,
      "Runs arbitrary Python that greenlight cannot judge; review it and set greenlight_safe = True on the "
      "migration if old code keeps working."),
 
     ("RunSQL", sql_deletes_data, UNKNOWN, True,
-     "Raw SQL with DROP, TRUNCATE or DELETE: it removes data, and greenlight cannot judge it; review it and "
-     "set greenlight_safe = True on the migration if old code keeps working."),
+     "Raw SQL that deletes rows or drops a table or column (DELETE, TRUNCATE, DROP TABLE, ALTER TABLE ... DROP "
+     "COLUMN): it removes data, and greenlight cannot judge it; review it and set greenlight_safe = True on "
+     "the migration if old code keeps working."),
+    ("RunSQL", sql_may_change_data, UNKNOWN, MAYBE,
+     "Raw SQL that may overwrite or remove data (UPDATE, a DO block, a type change, CASCADE, or a statement "
+     "greenlight does not know); review it and set greenlight_safe = True on the migration if old code keeps "
+     "working."),
     ("RunSQL", always, UNKNOWN, False,
      "Raw SQL that greenlight cannot judge; review it and set greenlight_safe = True on the migration if old "
      "code keeps working."),
@@ -373,13 +509,22 @@ def classify_operation(facts):
     if kind is None:
         label = "{}.{}".format(facts.get("module") or "?", facts.get("type") or "?")
         template = UNLISTED_REASON if facts.get("django") else THIRD_PARTY_REASON
-        return {"compatibility": UNKNOWN, "destructive": False, "reason": template % label}
+        return {"compatibility": UNKNOWN, "destructive": MAYBE, "reason": template % label}
     if kind == "SeparateDatabaseAndState" and not unreadable(facts):
         return _classify_separate(facts)
     for operation, when, compatibility, destructive, reason in RULES:
         if operation in ("*", kind) and when(facts):
             return {"compatibility": compatibility, "destructive": destructive, "reason": reason}
-    return {"compatibility": UNKNOWN, "destructive": False, "reason": UNLISTED_REASON % kind}  # pragma: no cover
+    return {"compatibility": UNKNOWN, "destructive": MAYBE, "reason": UNLISTED_REASON % kind}  # pragma: no cover
+
+
+def worst_data_loss(values):
+    """The worst of data_loss values ("yes" > "unknown" > "no")."""
+    result = "no"
+    for value in values:
+        if _LOSS_RANK.get(value, 1) > _LOSS_RANK[result]:
+            result = value if value in _LOSS_RANK else "unknown"
+    return result
 
 
 def _classify_separate(facts):
@@ -391,7 +536,8 @@ def _classify_separate(facts):
             "reason": "SeparateDatabaseAndState without database_operations: state only, no SQL.",
         }
     compatibility = worst(item["compatibility"] for item in nested)
-    destructive = any(item["destructive"] for item in nested)
+    loss = worst_data_loss(DATA_LOSS[item["destructive"]] for item in nested)
+    destructive = {value: key for key, value in DATA_LOSS.items()}[loss]
     reasons = []
     for inner, verdict in zip(facts["database_operations"], nested):
         if verdict["compatibility"] == compatibility and verdict["reason"] not in reasons:
@@ -401,6 +547,223 @@ def _classify_separate(facts):
         "destructive": destructive,
         "reason": "Judged by its database_operations. " + " ".join(reasons),
     }
+
+
+# ---------------------------------------------------------------------------
+# Operations that make ``migrate`` itself fail, whatever the code that serves.
+# Each condition takes (facts, migration is atomic, database vendor).
+# ---------------------------------------------------------------------------
+
+
+def outside_transaction_in_atomic_migration(facts, atomic, vendor):
+    return bool(facts.get("outside_transaction")) and atomic and vendor == "postgresql"
+
+
+def concurrent_index_off_postgresql(facts, atomic, vendor):
+    return "NotInTransactionMixin" in (facts.get("bases") or []) and vendor != "postgresql"
+
+
+FAILURES = (
+    (
+        outside_transaction_in_atomic_migration,
+        "This operation cannot run inside a transaction (CREATE/DROP INDEX CONCURRENTLY, VACUUM, ...), but the "
+        "migration is atomic: migrate fails on PostgreSQL. Set atomic = False on the migration and keep the "
+        "operation alone in it.",
+    ),
+    (
+        concurrent_index_off_postgresql,
+        "A concurrent index operation exists only on PostgreSQL: migrate fails on this database.",
+    ),
+)
+
+
+def failure_of(facts, atomic, vendor):
+    """Why ``migrate`` will fail on this operation, or None."""
+    if facts.get("emits_sql") is False and not facts.get("database_operations"):
+        return None
+    for nested in facts.get("database_operations") or []:
+        reason = failure_of(nested, atomic, vendor)
+        if reason:
+            return reason
+    for when, reason in FAILURES:
+        if when(facts, atomic, vendor):
+            return reason
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Blue-green's other direction: the NEW release on this schema after the switch,
+# and the old release again once the new one has written rows (the drain, or a
+# switch back). Reported as ``new_code``. Columns: operation, when, reason.
+# ---------------------------------------------------------------------------
+
+
+def keeps_not_null_column_the_new_code_omits(facts):
+    """A state-only RemoveField of a NOT NULL column without a database default."""
+    for field in facts.get("columns_kept") or []:
+        if field.get("null") or field.get("has_db_default") or field.get("many_to_many") or field.get("generated"):
+            continue
+        return True
+    return False
+
+
+def references_old_table(facts):
+    """A new foreign key (or join table) that points at a table the old code deletes from."""
+    return bool(facts.get("references_old"))
+
+
+# fmt: off
+NEW_CODE = (
+    ("SeparateDatabaseAndState", keeps_not_null_column_the_new_code_omits,
+     "The new release no longer knows this column, but the database keeps it NOT NULL without a database "
+     "default: the new code's INSERTs fail after the switch. In database_operations make the column nullable "
+     "(or give it a db_default), and drop it after the switch."),
+    ("AddField", references_old_table,
+     "Once the new code writes rows that reference this table, the old code's deletes of the referenced rows "
+     "fail (it does not know the new relation, so it neither cascades nor clears it): the old release must "
+     "not serve again after the switch, or add the relation without a database constraint "
+     "(db_constraint=False) until the old release is gone."),
+    ("CreateModel", references_old_table,
+     "Once the new code writes rows into this new table, the old code's deletes of the rows they reference "
+     "fail (it does not know the new table, so it neither cascades nor clears it): the old release must not "
+     "serve again after the switch."),
+)
+# fmt: on
+
+
+def _first_reason(table, kind, facts):
+    """The reason of the first row of ``table`` (operation, when, reason) that matches, or None."""
+    for operation, when, reason in table:
+        if operation == kind and when(facts):
+            return reason
+    return None
+
+
+def new_code_problem(facts, kind):
+    """What breaks for the new release (or for the old one after the new one wrote rows), or None."""
+    if facts.get("fresh_database") or facts.get("emits_sql") is False and not facts.get("columns_kept"):
+        return None
+    return _first_reason(NEW_CODE, kind, facts)
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL locks: operations that rewrite a table, scan it, or build an index
+# while holding a lock that blocks writes (or reads). The code keeps working,
+# but on a big table requests queue behind the lock. Reported as ``lock``, with
+# the recipe of strong_migrations / django-pg-zero-downtime-migrations.
+# Columns: operation, when, reason and recipe.
+# ---------------------------------------------------------------------------
+
+
+def _binary_coercible(old_type, new_type):
+    """PostgreSQL changes the type without rewriting the table: longer varchar, varchar to text, more precision."""
+    if old_type == new_type:
+        return True
+    if _INTEGER_RANK.get(old_type) is not None or _INTEGER_RANK.get(new_type) is not None:
+        return False  # int -> bigint rewrites every row
+    return widens_type(old_type, new_type)
+
+
+def rewrites_table(facts):
+    old, new = _field(facts, "old_field"), _field(facts, "new_field")
+    old_type, new_type = old.get("db_type"), new.get("db_type")
+    if not old_type or not new_type:
+        return False
+    return not _binary_coercible(old_type.strip().lower(), new_type.strip().lower())
+
+
+def builds_index(facts):
+    """A new index (db_index, unique) on an existing column, or a new indexed column."""
+    if facts.get("field"):
+        field = _field(facts)
+        return not field.get("many_to_many") and bool(field.get("db_index") or field.get("unique"))
+    old, new = _field(facts, "old_field"), _field(facts, "new_field")
+    return (bool(new.get("db_index")) and not old.get("db_index")) or becomes_unique(facts)
+
+
+def adds_foreign_key(facts):
+    field = _field(facts)
+    return bool(field.get("is_relation")) and not field.get("many_to_many") and bool(field.get("db_constraint"))
+
+
+def adds_together(facts):
+    return bool(facts.get("added"))
+
+
+# fmt: off
+LOCKS = (
+    ("AlterField", rewrites_table,
+     "Changing the column type rewrites the whole table under an ACCESS EXCLUSIVE lock (int to bigint as well): "
+     "reads and writes wait. On a big table add a new column, backfill it in batches, and switch to it."),
+    ("AlterField", becomes_not_null,
+     "SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock. On a big table add CHECK (column IS NOT "
+     "NULL) NOT VALID, VALIDATE CONSTRAINT in a later migration, then SET NOT NULL (PostgreSQL 12+ skips the "
+     "scan) and drop the check."),
+    ("AlterField", builds_index,
+     "Builds an index without CONCURRENTLY: writes to the table wait until it is built. On a big table use "
+     "AddIndexConcurrently (or CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX) in a "
+     "migration with atomic = False."),
+    ("AddField", adds_foreign_key,
+     "Adding a FOREIGN KEY locks this table and the referenced one (SHARE ROW EXCLUSIVE) while every row is "
+     "checked. On a big table add the constraint NOT VALID and VALIDATE CONSTRAINT in a later migration."),
+    ("AddField", builds_index,
+     "Builds an index without CONCURRENTLY: writes to the table wait until it is built. On a big table add the "
+     "field without db_index/unique, then AddIndexConcurrently in a migration with atomic = False."),
+    ("AddIndex", always,
+     "CREATE INDEX without CONCURRENTLY: writes to the table wait until it is built. On a big table use "
+     "AddIndexConcurrently in a migration with atomic = False."),
+    ("AddConstraint", adds_unique_constraint,
+     "Builds a unique index without CONCURRENTLY: writes to the table wait. On a big table create the unique "
+     "index CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX."),
+    ("AddConstraint", always,
+     "Validates every row while writes wait. On a big table use AddConstraintNotValid, then ValidateConstraint in "
+     "a later migration."),
+    ("AlterUniqueTogether", adds_together,
+     "Builds a unique index without CONCURRENTLY: writes to the table wait. On a big table create the unique "
+     "index CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX."),
+)
+# fmt: on
+
+
+def lock_of(facts, kind, vendor):
+    """Why this operation holds a lock that blocks the serving code on PostgreSQL, or None."""
+    if vendor != "postgresql" or facts.get("emits_sql") is False:
+        return None
+    if facts.get("on_new_table") or facts.get("fresh_database") or facts.get("error"):
+        return None
+    return _first_reason(LOCKS, kind, facts)
+
+
+# ---------------------------------------------------------------------------
+# Reversing: Django can reverse a RemoveField/DeleteModel, but only as an empty
+# column or table; a NOT NULL column without any default cannot even be added
+# back to a table with rows.
+# ---------------------------------------------------------------------------
+
+
+def _holds_data(facts, kind):
+    return (
+        kind in ("RemoveField", "DeleteModel")
+        and facts.get("emits_sql") is not False
+        and not facts.get("on_new_table")
+        and not facts.get("fresh_database")
+    )
+
+
+def reverse_loses_data(facts, kind):
+    """The reverse recreates the column or table empty: what was in it is gone."""
+    return _holds_data(facts, kind)
+
+
+def reverse_fails(facts, kind):
+    """The reverse adds back a NOT NULL column without any default: it fails on a table with rows."""
+    if kind != "RemoveField" or not _holds_data(facts, kind):
+        return False
+    field = _field(facts)
+    if not field or field.get("null") or field.get("many_to_many") or field.get("generated"):
+        return False
+    has_value = field.get("has_default") or field.get("has_db_default") or field.get("blank") or field.get("auto_now")
+    return not has_value
 
 
 # ---------------------------------------------------------------------------
@@ -417,33 +780,65 @@ def phase_of(entry):
     return value if value in PHASES else BEFORE_SWITCH
 
 
-def classify_migration(entry, include_sql=False):
-    """One ``pending`` item of the result from the inspector's facts."""
+def with_plan_facts(facts, phase, phases, fresh):
+    """The operation's facts plus what only the whole plan tells: ``on_new_table``, ``fresh_database``."""
+    facts = dict(facts)
+    creator = facts.get("new_table_from")
+    if creator:
+        facts["on_new_table"] = phase == BEFORE_SWITCH or phases.get(creator) == AFTER_SWITCH
+    facts["fresh_database"] = bool(fresh)
+    if facts.get("database_operations"):
+        facts["database_operations"] = [
+            with_plan_facts(item, phase, phases, fresh) for item in facts["database_operations"]
+        ]
+    return facts
+
+
+def classify_migration(entry, include_sql=False, plan=None):
+    """One ``pending`` item of the result from the inspector's facts.
+
+    ``plan``: {"phases": {"app.name": phase}, "vendor": ..., "fresh": bool}
+    about the whole pending plan and the database.
+    """
+    plan = plan or {}
+    phase = phase_of(entry)
     accepted = entry.get("safe") is True
+    atomic = entry.get("atomic", True) is not False
     operations = []
     for facts in entry.get("operations") or []:
+        facts = with_plan_facts(facts, phase, plan.get("phases") or {}, plan.get("fresh"))
+        kind = operation_kind(facts)
         verdict = classify_operation(facts)
         compatibility, reason = verdict["compatibility"], verdict["reason"]
         if accepted and compatibility != COMPATIBLE:
             reason = f"Accepted by {SAFE_ATTRIBUTE} = True (otherwise {compatibility}): {reason}"
             compatibility = COMPATIBLE
-        operations.append(
-            {
-                "type": facts.get("type"),
-                "description": facts.get("description"),
-                "compatibility": compatibility,
-                "destructive": bool(verdict["destructive"]),
-                "reversible": bool(facts.get("reversible")),
-                "reason": reason,
-            }
-        )
+        operation = {
+            "type": facts.get("type"),
+            "description": facts.get("description"),
+            "compatibility": compatibility,
+            "destructive": verdict["destructive"] is True,
+            "data_loss": DATA_LOSS[verdict["destructive"]],
+            "reversible": bool(facts.get("reversible")) and not reverse_fails(facts, kind),
+            "reverse_loses_data": reverse_loses_data(facts, kind),
+            "fails": failure_of(facts, atomic, plan.get("vendor")),
+            "lock": lock_of(facts, kind, plan.get("vendor")),
+            "new_code": new_code_problem(facts, kind),
+            "reason": reason,
+        }
+        if facts.get("sql_error"):
+            operation["sql_error"] = facts["sql_error"]
+        operations.append(operation)
     item = {
         "app": entry["app"],
         "name": entry["name"],
-        "phase": phase_of(entry),
+        "phase": phase,
         "reversible": all(op["reversible"] for op in operations),
+        "reverse_loses_data": any(op["reverse_loses_data"] for op in operations),
         "compatibility": worst(op["compatibility"] for op in operations),
         "destructive": any(op["destructive"] for op in operations),
+        "data_loss": worst_data_loss(op["data_loss"] for op in operations),
+        "fails": any(op["fails"] for op in operations),
         "accepted": accepted,
         "operations": operations,
     }
@@ -506,10 +901,25 @@ def phase_errors(entries):
     return errors
 
 
+def _operations_with(pending, key):
+    """``app.name: description — reason`` of every pending operation whose ``key`` is set."""
+    return [
+        f"{migration_label(item)}: {op['description']} — {op[key]}"
+        for item in pending
+        for op in item["operations"]
+        if op[key]
+    ]
+
+
 def build_result(report, include_sql=False):
     """The module's return values (without ``failed_conditions``) from the inspector's report."""
     entries = report.get("pending") or []
-    pending = [classify_migration(entry, include_sql) for entry in entries]
+    plan_facts = {
+        "phases": {migration_label(entry): phase_of(entry) for entry in entries},
+        "vendor": (report.get("database") or {}).get("vendor"),
+        "fresh": bool(report.get("fresh_database")),
+    }
+    pending = [classify_migration(entry, include_sql, plan_facts) for entry in entries]
     plan = [migration_label(item) for item in pending]
     before = [migration_label(item) for item in pending if item["phase"] == BEFORE_SWITCH]
     after = [migration_label(item) for item in pending if item["phase"] == AFTER_SWITCH]
@@ -521,9 +931,14 @@ def build_result(report, include_sql=False):
             item["compatibility"] == COMPATIBLE for item in pending if item["phase"] == BEFORE_SWITCH
         ),
         "destructive": any(item["destructive"] for item in pending),
+        "data_loss": worst_data_loss(item["data_loss"] for item in pending),
+        "failing": _operations_with(pending, "fails"),
+        "new_code": _operations_with(pending, "new_code"),
+        "locking": _operations_with(pending, "lock"),
         "unmigrated_changes": dict(report.get("unmigrated_changes") or {}),
         "conflicts": dict(report.get("conflicts") or {}),
         "unknown_applied": list(report.get("unknown_applied") or []),
+        "uninstalled_applied": list(report.get("uninstalled_applied") or []),
         "inconsistent_history": report.get("inconsistent_history"),
         "squashed_unrecorded": list(report.get("squashed_unrecorded") or []),
         "phase_errors": phase_errors(entries),
@@ -545,6 +960,8 @@ def failed_conditions(result, fail_on):
         "pending": bool(result["plan"]),
         "incompatible": not result["backward_compatible"],
         "destructive": bool(result["destructive"]),
+        "failing": bool(result["failing"]),
+        "uninstalled_applied": bool(result["uninstalled_applied"]),
     }
     wanted = set(fail_on or [])
     return [name for name in FAIL_ON_CHOICES if name in wanted and hits[name]]
@@ -581,6 +998,21 @@ def _message_unknown_applied(result):
         "deleted): deploy the release that has these files, or migrate back with that release before deploying "
         "this one."
     )
+
+
+def _message_uninstalled_applied(result):
+    apps = sorted({label.split(".", 1)[0] for label in result["uninstalled_applied"]})
+    return (
+        f"{', '.join(result['uninstalled_applied'])} — recorded as applied for app(s) {', '.join(apps)} that "
+        "are not in INSTALLED_APPS. An app was removed (or is not installed in this release): the rows are "
+        "harmless to migrate, and the app's tables stay until you drop them. If the app should be there, add it "
+        "back to INSTALLED_APPS; if it is gone for good, `manage.py migrate <app> zero` with a release that still "
+        "has it removes its tables and rows."
+    )
+
+
+def _message_failing(result):
+    return f"{_join(result['failing'])} — `manage.py migrate` will fail on this database; fix the migration first."
 
 
 def _message_inconsistent(result):
@@ -646,6 +1078,8 @@ _MESSAGES = {
     "pending": _message_pending,
     "incompatible": _message_incompatible,
     "destructive": _message_destructive,
+    "failing": _message_failing,
+    "uninstalled_applied": _message_uninstalled_applied,
 }
 
 

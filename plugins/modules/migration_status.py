@@ -74,13 +74,18 @@ options:
         message names each offending item and what to do.
       - V(unmigrated_changes) - models differ from the migrations (a C(makemigrations) was forgotten).
       - V(conflicts) - an app has more than one leaf migration.
-      - V(unknown_applied) - the database records migrations that this code does not have.
+      - V(unknown_applied) - the database records migrations of installed apps that this code does not have.
       - V(inconsistent_history) - a migration is recorded as applied before one it depends on.
       - V(phase_errors) - a C(before_switch) migration depends on an C(after_switch) one, or a phase marker has
         an invalid value.
       - V(pending) - at least one migration is not applied (useful after a deploy).
       - V(incompatible) - RV(backward_compatible) is V(false).
-      - V(destructive) - a pending migration drops a table or a column, or runs C(DROP)/C(TRUNCATE)/C(DELETE).
+      - V(destructive) - a pending migration drops a table or a column, or runs C(DROP TABLE)/C(TRUNCATE)/C(DELETE)
+        (RV(data_loss) is V(yes)).
+      - V(failing) - C(migrate) will fail on this database (RV(failing)), for example C(AddIndexConcurrently) in a
+        migration that is atomic.
+      - V(uninstalled_applied) - the database records migrations of apps that are not in C(INSTALLED_APPS)
+        (RV(uninstalled_applied)).
       - V([]) only reports.
     type: list
     elements: str
@@ -93,7 +98,16 @@ options:
       - pending
       - incompatible
       - destructive
-    default: [unmigrated_changes, conflicts, unknown_applied, inconsistent_history, phase_errors]
+      - failing
+      - uninstalled_applied
+    default: [unmigrated_changes, conflicts, unknown_applied, inconsistent_history, phase_errors, failing]
+  timeout:
+    description:
+      - Seconds the inspection may take before it is stopped with a message that names the stage it was in
+        (settings, migration files, database) and the file and line where it was, for example settings or a
+        migration that wait forever at import. V(0) waits forever.
+    type: int
+    default: 300
   include_sql:
     description:
       - Add the SQL of each pending migration to its RV(pending[].sql), generated in-process the way
@@ -109,6 +123,13 @@ notes:
     count as V(compatible), RV(pending[].accepted) is V(true), and RV(pending[].destructive) is unchanged."
   - RV(backward_compatible) only looks at C(before_switch) migrations; an V(unknown) operation makes it V(false)
     until the migration is reviewed and marked C(greenlight_safe = True).
+  - Operations are judged by their effect on the tables and columns the serving code uses - column names
+    (C(db_column)), types, CHECK constraints Django adds with a field, nullability, defaults, uniqueness. Operations
+    on a table that an earlier migration of the same plan creates are V(compatible) and destroy nothing (the
+    serving code never used the table; for an C(after_switch) migration only tables created after the switch
+    count). A table rename that the same atomic migration undoes (C(RenameModel) then C(AlterModelTable) back to
+    the old name) is V(compatible). On a database with no applied migration at all nothing serves from it, so
+    every operation is V(compatible).
   - C(RunPython) operations are never run and C(RunPython)/third-party operations are not asked for SQL; the
     database is only read.
   - The application's interpreter must be Python 3.8 or later with Django 4.2 or later.
@@ -207,9 +228,23 @@ pending:
       sample: after_switch
     reversible:
       description: Whether every operation can be reversed (C(RunPython) without C(reverse_code) and C(RunSQL)
-        without C(reverse_sql) cannot).
+        without C(reverse_sql) cannot, nor can a C(RemoveField) of a NOT NULL column without any default, whose
+        reverse fails on a table with rows).
       type: bool
       sample: true
+    reverse_loses_data:
+      description: Whether reversing an operation gives back an empty column or table (C(RemoveField),
+        C(DeleteModel) of data the serving code wrote); restore a backup to get the data back.
+      type: bool
+      sample: true
+    data_loss:
+      description: The worst RV(pending[].operations[].data_loss) of its operations.
+      type: str
+      sample: "no"
+    fails:
+      description: Whether C(migrate) will fail on one of its operations (see RV(pending[].operations[].fails)).
+      type: bool
+      sample: false
     compatibility:
       description: The worst compatibility of its operations - V(compatible), V(unknown) or V(incompatible).
       type: str
@@ -240,13 +275,56 @@ pending:
           type: str
           sample: incompatible
         destructive:
-          description: Whether the operation destroys data.
+          description: Whether the operation is known to destroy data (RV(pending[].operations[].data_loss) is
+            V(yes)).
           type: bool
           sample: true
+        data_loss:
+          description:
+            - V(yes) - the operation drops a column or table, or its SQL deletes rows (C(DELETE), C(TRUNCATE),
+              C(DROP TABLE), C(ALTER TABLE ... DROP COLUMN)).
+            - V(no) - it keeps every row and value.
+            - V(unknown) - greenlight cannot know - C(RunPython), third-party operations, and SQL that may
+              overwrite or remove data (C(UPDATE), C(DO) blocks, type changes, C(CASCADE), statements it does not
+              know). Review it before migrating.
+          type: str
+          choices: ["yes", "no", "unknown"]
+          sample: "no"
         reversible:
-          description: Whether Django can reverse the operation.
+          description: Whether Django can reverse the operation without an error (V(false) as well for a
+            C(RemoveField) of a NOT NULL column without any default).
           type: bool
           sample: true
+        reverse_loses_data:
+          description: Whether the reverse recreates the column or table empty (C(RemoveField), C(DeleteModel)).
+          type: bool
+          sample: false
+        fails:
+          description: Why C(migrate) will fail on this operation, else V(null) - an operation that cannot run
+            inside a transaction (C(AddIndexConcurrently), C(RemoveIndexConcurrently), C(RunSQL) with
+            C(CONCURRENTLY)) in an atomic migration on PostgreSQL, or a concurrent index operation on another
+            database.
+          type: str
+          sample: null
+        lock:
+          description: On PostgreSQL, why the operation holds a lock that makes the serving code wait (a table
+            rewrite such as C(int) to C(bigint), C(SET NOT NULL), an index built without C(CONCURRENTLY), a
+            foreign key or constraint validated under a lock), with the safe recipe; else V(null). Not reported for
+            tables created in the plan.
+          type: str
+          sample: null
+        new_code:
+          description: What breaks for the new release on this schema after the switch (a state-only
+            C(RemoveField) of a NOT NULL column without a database default), or for the old release once the new
+            one has written rows (a new foreign key or join table to a table the old code deletes from); else
+            V(null).
+          type: str
+          sample: null
+        sql_error:
+          description: Why the SQL of the operation could not be generated.
+          returned: when O(include_sql=true) and the SQL could not be generated
+          type: str
+          sample: "NotSupportedError: AddIndexConcurrently works only on PostgreSQL, not on sqlite"
         reason:
           description: Why, and the safe alternative.
           type: str
@@ -265,10 +343,22 @@ backward_compatible:
   type: bool
   sample: false
 destructive:
-  description: Whether any pending migration destroys data.
+  description: Whether any pending migration is known to destroy data.
   returned: success, and failures caused by O(fail_on)
   type: bool
   sample: true
+data_loss:
+  description: The worst RV(pending[].data_loss) of the plan - V(yes), V(unknown) or V(no).
+  returned: success, and failures caused by O(fail_on)
+  type: str
+  sample: unknown
+failing:
+  description: Operations on which C(migrate) will fail on this database, as C(app.name - description - why).
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: str
+  sample: ["shop.0005_code_index: Concurrently create index shop_code_idx on field(s) code of model item - This
+    operation cannot run inside a transaction ..."]
 unmigrated_changes:
   description: Model changes without a migration file, as app label to descriptions of the operations that
     C(makemigrations) would write.
@@ -287,6 +377,26 @@ unknown_applied:
   type: list
   elements: str
   sample: [notes.0004_note_archived]
+locking:
+  description: The operations with a RV(pending[].operations[].lock), as C(app.name - description - why).
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: str
+  sample: []
+new_code:
+  description: The operations with a RV(pending[].operations[].new_code) problem, as C(app.name - description
+    - why).
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: str
+  sample: []
+uninstalled_applied:
+  description: Migrations recorded as applied for app labels that are not in C(INSTALLED_APPS) (an app that was
+    removed, or is not in this release); C(migrate) ignores them.
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: str
+  sample: [oldapp.0001_initial]
 inconsistent_history:
   description: Django's message when a migration is recorded as applied before one of its dependencies, else
     V(null).
@@ -384,6 +494,10 @@ ADVICE = {
     "database_error": "Check that the database user may read the django_migrations table.",
     "migrations_load": "Fix the migration files (a missing dependency or a broken import) and deploy again.",
     "autodetector_failed": "Check the models and the migration files.",
+    "database_missing": "Set NAME to the path of the database file (the variables the settings read from "
+    "environment), or mount its volume.",
+    "not_a_database": "Set NAME in DATABASES to the SQLite database file of the application.",
+    "timeout": "Find what waits there (a network call or a lock at import time), or raise timeout.",
 }
 
 
@@ -398,6 +512,7 @@ def argument_spec():
         environment=dict(type="dict", default={}, no_log=True),
         fail_on=dict(type="list", elements="str", choices=list(FAIL_ON_CHOICES), default=list(DEFAULT_FAIL_ON)),
         include_sql=dict(type="bool", default=False),
+        timeout=dict(type="int", default=300),
     )
 
 
@@ -503,9 +618,33 @@ def parse_report(stdout, nonce):
         return None
 
 
-def inspection_environment(nonce, project_path, settings, environment, database, include_sql, pythonpath):
+def last_stage(stdout, nonce):
+    """The last stage the inspector announced (see _migration_inspect.STAGE_MARKER), or None."""
+    marker = re.escape(f"{inspector.STAGE_MARKER} {nonce} ")
+    stages = re.findall(rf"^{marker}(\w+)$", stdout or "", re.M)
+    return stages[-1] if stages else None
+
+
+def no_result_message(python, rc, out, err, nonce, secrets):
+    """Why the inspection printed no result: the stage it was in when its process ended."""
+    detail = scrub(last_line(err) or "no output on stderr", secrets)
+    stage = last_stage(out, nonce)
+    if stage is None:
+        return (
+            f"The inspection did not produce a result: {python} exited with rc={rc} ({detail}). Check that it is "
+            "the application's interpreter (Python 3.8+ with Django 4.2+)."
+        )
+    return (
+        f"The inspection ended without a result while {inspector.STAGES.get(stage, stage)}: the process exited "
+        f"with rc={rc} ({detail}). Code run at that stage ended the process itself (os._exit(), a crash of an "
+        "extension module, the out-of-memory killer); look there, not at the interpreter."
+    )
+
+
+def inspection_environment(nonce, project_path, settings, environment, database, include_sql, pythonpath, timeout):
     """Variables for the inspector's process: the app's own, then ours (options travel as JSON, not argv)."""
     options = {
+        "timeout": timeout,
         "nonce": nonce,
         "project_path": project_path,
         "settings": settings,
@@ -537,10 +676,11 @@ def run_inspection(module, python, project_path, settings, environment):
         module.params["database"],
         module.params["include_sql"],
         module.params["pythonpath"],
+        module.params["timeout"],
     )
     cmd = [python, "-"]
     rc, out, err = module.run_command(cmd, data=inspector_source(), cwd=project_path, environ_update=env)
-    return cmd, rc, out, err, parse_report(out, nonce)
+    return cmd, rc, out, err, parse_report(out, nonce), nonce
 
 
 def main():
@@ -565,12 +705,10 @@ def main():
     python = resolve_python(module)
     settings = resolve_settings(module, environment, manage_py)
 
-    cmd, rc, out, err, report = run_inspection(module, python, project_path, settings, environment)
+    cmd, rc, out, err, report, nonce = run_inspection(module, python, project_path, settings, environment)
     if report is None:
-        detail = scrub(last_line(err) or last_line(out) or "no output", secrets)
         module.fail_json(
-            msg=f"The inspection did not produce a result: {python} exited with rc={rc} ({detail}). Check that it "
-            "is the application's interpreter (Python 3.8+ with Django 4.2+).",
+            msg=no_result_message(python, rc, out, err, nonce, secrets),
             rc=rc,
             cmd=cmd,
             stderr=scrub(err, secrets),

@@ -338,7 +338,7 @@ def shop_plan(version):
         ("0005_product_categories",
          'migrations.AddField("product", "categories", models.ManyToManyField(to="shop.category")),',
          "", "", (C, False, True, False)),
-        ("0006_remove_product_body", 'migrations.RemoveField("product", "body"),', "", "", (X, True, True, False)),
+        ("0006_remove_product_body", 'migrations.RemoveField("product", "body"),', "", "", (X, True, False, False)),
         ("0007_delete_legacy", 'migrations.DeleteModel("Legacy"),', "", "", (X, True, True, False)),
         ("0008_rename_old_name", 'migrations.RenameField("product", "old_name", "new_name"),',
          "", "", (X, False, True, False)),
@@ -411,7 +411,7 @@ def shop_plan(version):
          'migrations.AlterField("product", "new_name", models.CharField(max_length=30, null=True)),',
          "", "", (C, False, True, False)),
         ("0035_remove_moved_title", 'migrations.RemoveField("moved", "title"),', "greenlight_safe = True", "",
-         (C, True, True, True)),
+         (C, True, False, True)),
         ("0036_delete_tabled", 'migrations.DeleteModel("Tabled"),', 'greenlight_phase = "after_switch"', "",
          (X, True, True, False)),
     ]
@@ -535,7 +535,7 @@ def test_shop_classification(shop, name):
         accepted,
     ), item
     for op in item["operations"]:
-        assert set(op) == {"type", "description", "compatibility", "destructive", "reversible", "reason"}
+        assert {"type", "description", "compatibility", "destructive", "data_loss", "reversible", "fails"} <= set(op)
         assert op["reason"]
 
 
@@ -571,9 +571,15 @@ def test_shop_without_sql_classifies_the_same(make_project):
     _rc, with_sql = project.run(fail_on=[], include_sql=True)
     assert rc == 0
     assert all("sql" not in item for item in plain["pending"])
+    errors = {}
     for item in with_sql["pending"]:
         del item["sql"]
+        for op in item["operations"]:
+            if "sql_error" in op:
+                errors[item["name"]] = op.pop("sql_error")
     assert plain["pending"] == with_sql["pending"]
+    # The constraint that 0017 adds is not in the database yet: sqlmigrate cannot name it either.
+    assert list(errors) == ["0018_drop_unique_together"] and "Found wrong number (0) of constraints" in str(errors)
     rc, failed = project.run(fail_on=["incompatible", "destructive"])
     assert rc == 1 and failed["failed"] is True
     assert failed["failed_conditions"] == ["incompatible", "destructive"]
@@ -833,14 +839,16 @@ def test_history_problems(make_project, combo):
     assert rc == 1
     assert result["failed_conditions"] == ["conflicts", "unknown_applied", "inconsistent_history"]
     assert result["conflicts"] == {"notes": ["0002_note_rating", "0002_note_summary"]}
-    assert result["unknown_applied"] == ["notes.0009_from_the_future", "oldapp.0001_initial"]
+    assert result["unknown_applied"] == ["notes.0009_from_the_future"]
+    assert result["uninstalled_applied"] == ["oldapp.0001_initial"]  # an app the code no longer has
     assert result["squashed_unrecorded"] == ["books.0001_squashed_0003_book_year"]
     assert "tags.0002_tag_color is applied before its dependency tags.0001_initial" in result["inconsistent_history"]
     assert result["unmigrated_changes"] == {}
     msg = result["msg"]
     assert "notes: 0002_note_rating, 0002_note_summary — conflicting migrations" in msg
     assert "makemigrations --merge" in msg
-    assert "notes.0009_from_the_future, oldapp.0001_initial — recorded as applied in the database" in msg
+    assert "notes.0009_from_the_future — recorded as applied in the database" in msg
+    assert "oldapp" not in msg  # not failing by default
     assert "— inconsistent migration history" in msg
     # Reporting only.
     rc, report = project.run(fail_on=[])
@@ -1071,3 +1079,487 @@ def test_through_ansible_playbook(make_project, tmp_path, check):
     password = project.postgres.password
     assert password not in proc.stdout and password not in proc.stderr
     assert password not in out.read_text()
+
+
+# ---------------------------------------------------------------------------
+# Verdicts proven by the old code: each case is an app of one project whose
+# 0001 is migrated and seeded with rows by the old models; the module judges
+# the pending 0002; then 0002 is applied and the OLD code reads, inserts,
+# updates and deletes against the new schema. "compatible" must coincide with
+# the migration and every old query succeeding.
+# ---------------------------------------------------------------------------
+
+PROOF_MODELS = """\
+from django.db import models
+
+
+class Owner(models.Model):
+    name = models.CharField(max_length=20)
+
+
+class Item(models.Model):
+    code = models.CharField(max_length=10)
+    qty = models.IntegerField(default=0)
+    owner = models.ForeignKey(Owner, on_delete=models.CASCADE, null=True)
+"""
+
+PROOF_INITIAL = f"""
+migrations.CreateModel(name="Owner", fields=[("id", {ID_FIELD}), ("name", models.CharField(max_length=20))]),
+migrations.CreateModel(
+    name="Item",
+    fields=[
+        ("id", {ID_FIELD}),
+        ("code", models.CharField(max_length=10)),
+        ("qty", models.IntegerField(default=0)),
+        ("owner", models.ForeignKey(null=True, on_delete=django.db.models.deletion.CASCADE, to="{{app}}.owner")),
+    ],
+),
+"""
+
+# Runs the old release's code: seeds rows, or reads/inserts/updates/deletes, per app; prints JSON.
+OLD_CODE = """\
+import json
+import os
+import sys
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
+django.setup()
+from django.apps import apps  # noqa: E402
+from django.db import transaction  # noqa: E402
+
+mode, specs = sys.argv[1], json.loads(sys.argv[2])
+results = {}
+for app, spec in specs.items():
+    model = apps.get_model(app, spec.get("model", "Item"))
+    owner = apps.get_model(app, "Owner")
+    if mode == "rows":
+        results[app] = sorted(model.objects.values_list("code", "qty", "owner_id"))
+        continue
+    if mode == "seed":
+        first = owner.objects.create(name="first")
+        for row in ({"code": "a", "qty": 1}, {"code": "b", "qty": 2}):
+            apps.get_model(app, "Item").objects.create(owner=first, **row)
+        continue
+    outcome = results[app] = {}
+
+    def attempt(name, action):
+        try:
+            with transaction.atomic():
+                action()
+            outcome[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure of the old code counts
+            outcome[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+    attempt("insert", lambda: model.objects.create(**spec.get("insert", {})))
+    if mode == "insert":
+        continue
+    attempt("read", lambda: list(model.objects.all()))
+    attempt("update", lambda: model.objects.order_by("pk").first().save())
+    attempt("delete", lambda: model.objects.order_by("pk").first().delete())
+print(json.dumps(results))
+"""
+
+
+def proof_cases(version):
+    """(app, 0002 operations, what the old code inserts, model it exercises, expected compatibility)."""
+    fk = (
+        'migrations.AlterField("item", "owner", models.ForeignKey(null=True, to="{app}.owner", {extra}'
+        "on_delete=django.db.models.deletion.CASCADE)),"
+    )
+    unique_default = "db_default=0" if version >= "5.0" else "default=0"
+    # fmt: off
+    return [
+        # False "compatible" before: a column rename through db_column, also on a ForeignKey.
+        ("p_dbcolumn", 'migrations.AlterField("item", "code", models.CharField(max_length=10, db_column="ref")),',
+         {"code": "c"}, "Item", X),
+        ("p_fkcolumn", fk.format(app="p_fkcolumn", extra='db_column="owner_ref", '), {"code": "c"}, "Item", X),
+        # A CHECK that Django adds with the field: the old code's write of -5 fails.
+        ("p_check", 'migrations.AlterField("item", "qty", models.PositiveIntegerField(default=0)),',
+         {"code": "c", "qty": -5}, "Item", X),
+        # A unique NOT NULL column with a constant default: the migration fails on two rows.
+        ("p_unique", f'migrations.AddField("item", "serial", models.IntegerField({unique_default}, unique=True)),',
+         {"code": "c"}, "Item", X),
+        # Controls: the same kinds of change that the old code survives.
+        ("p_wider", 'migrations.AlterField("item", "code", models.CharField(max_length=40)),',
+         {"code": "c"}, "Item", C),
+        ("p_uniquenull", 'migrations.AddField("item", "serial", models.IntegerField(null=True, unique=True)),',
+         {"code": "c"}, "Item", C),
+        ("p_fkindex", fk.format(app="p_fkindex", extra="db_index=False, "), {"code": "c"}, "Item", C),
+        # RenameModel + AlterModelTable back to the old table (what makemigrations writes when db_table is kept).
+        ("p_renameback", 'migrations.RenameModel("Owner", "Person"),\n'
+         'migrations.AlterModelTable("person", "p_renameback_owner"),', {"name": "n"}, "Owner", C),
+        ("p_rename", 'migrations.RenameModel("Owner", "Person"),', {"name": "n"}, "Owner", X),
+    ]
+    # fmt: on
+
+
+def _json_line(proc):
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stdout + proc.stderr
+    return json.loads(lines[-1])
+
+
+def run_old_code(project, mode, specs):
+    proc = subprocess.run(
+        [str(project.python), "old_code.py", mode, json.dumps(specs)],
+        cwd=project.root, capture_output=True, text=True, env=dict(os.environ, **project.env), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return _json_line(proc)
+
+
+def build_proof(project, changes, specs=None, before_migrate=None):
+    """One app per entry of ``changes`` (app -> (operations, attributes, prelude)), 0001 migrated and seeded
+    by the old code, 0002 pending and judged, then migrated (``before_migrate()`` runs just before).
+    Returns (module result, migrate outcome per app)."""
+    apps = list(changes)
+    project.setup(apps)
+    for app in apps:
+        project.write(f"{app}/models.py", PROOF_MODELS)
+        project.migration(app, "0001_initial", [], PROOF_INITIAL.replace("{app}", app), attributes="initial = True")
+    project.write("old_code.py", OLD_CODE)
+    project.manage("migrate", "-v0")
+    run_old_code(project, "seed", specs or {app: {} for app in apps})
+    for app, (operations, attributes, prelude) in changes.items():
+        project.migration(app, "0002_change", [(app, "0001_initial")], operations, attributes, prelude)
+    project.drop_bytecode()
+    rc, result = project.run(fail_on=[], include_sql=True)
+    assert rc == 0, result
+    if before_migrate:
+        before_migrate()
+    migrated = {app: project.manage("migrate", app, "-v0", check=False) for app in apps}
+    return result, migrated
+
+
+def pending_of(result, app, name="0002_change"):
+    return next(item for item in result["pending"] if item["app"] == app and item["name"] == name)
+
+
+@pytest.fixture(scope="module", params=CORE_MATRIX)
+def proof(request, make_project):
+    """The proof project on one combination: verdicts, migrate outcome per app, old code's outcome per app."""
+    version, db = request.param
+    project = make_project(version, db)
+    cases = proof_cases(version)
+    specs = {app: {"insert": insert, "model": model} for app, _ops, insert, model, _expected in cases}
+    changes = {app: (operations, "", "") for app, operations, _insert, _model, _expected in cases}
+    result, migrated = build_proof(project, changes, specs)
+    return project, cases, result, migrated, run_old_code(project, "exercise", specs)
+
+
+@pytest.mark.parametrize("app", [case[0] for case in proof_cases("5.2")])
+def test_verdict_agrees_with_the_old_code(proof, app):
+    project, cases, result, migrated, old = proof
+    expected = {case[0]: case[4] for case in cases}[app]
+    item = pending_of(result, app)
+    migrate_ok = migrated[app].returncode == 0
+    old_code_ok = migrate_ok and all(outcome == "ok" for outcome in old[app].values())
+    reality = f"migrate rc={migrated[app].returncode} {migrated[app].stderr[-300:]} old code: {old[app]}"
+    assert item["compatibility"] == expected, (item, reality)
+    assert (item["compatibility"] == C) == old_code_ok, (item, reality)
+    assert item["destructive"] is False and item["data_loss"] == "no"
+    assert all(op.get("sql_error") is None for op in item["operations"]), item
+
+
+DELETE_ROWS_PRELUDE = """
+def purge(apps, schema_editor):
+    apps.get_model("d_python", "Item").objects.filter(qty=1).delete()
+"""
+
+
+def data_cases(db):
+    """app -> (0002 operations, prelude, data_loss the module must report)."""
+    if db == "sqlite":
+        trigger = "CREATE TRIGGER d_trigger_audit AFTER DELETE ON d_trigger_item BEGIN SELECT 1; END"
+        grant = "CREATE INDEX d_grant_code ON d_grant_item (code)"  # SQLite has no GRANT
+    else:
+        trigger = (
+            "CREATE FUNCTION d_trigger_f() RETURNS trigger AS $$ BEGIN RETURN OLD; END; $$ LANGUAGE plpgsql; "
+            "CREATE TRIGGER d_trigger_audit AFTER DELETE ON d_trigger_item FOR EACH ROW EXECUTE FUNCTION d_trigger_f()"
+        )
+        grant = "GRANT DELETE ON d_grant_item TO PUBLIC"
+    # fmt: off
+    return {
+        "d_trigger": (f"migrations.RunSQL({trigger!r}),", "", "no"),
+        "d_view": ('migrations.RunSQL("CREATE VIEW d_view_v AS SELECT id FROM d_view_item; DROP VIEW d_view_v"),',
+                   "", "no"),
+        "d_grant": (f"migrations.RunSQL({grant!r}),", "", "no"),
+        "d_update": ('migrations.RunSQL("UPDATE d_update_item SET owner_id = NULL"),', "", "unknown"),
+        "d_python": ("migrations.RunPython(purge),", DELETE_ROWS_PRELUDE, "unknown"),
+        "d_delete": ('migrations.RunSQL("DELETE FROM d_delete_item WHERE qty = 1"),', "", "yes"),
+    }
+    # fmt: on
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_data_loss_agrees_with_the_rows(make_project, combo):
+    """data_loss "no" only when the rows stay as they were; "yes" only when rows go; else "unknown"."""
+    version, db = combo
+    project = make_project(version, db)
+    cases = data_cases(db)
+    changes = {app: (operations, "", prelude) for app, (operations, prelude, _loss) in cases.items()}
+    specs = {app: {} for app in cases}
+    result, migrated = build_proof(project, changes, specs)
+    after = run_old_code(project, "rows", specs)
+    seeded = [("a", 1), ("b", 2)]
+    for app, (_operations, _prelude, loss) in cases.items():
+        assert migrated[app].returncode == 0, migrated[app].stderr
+        item = pending_of(result, app)
+        rows = after[app]
+        unchanged = [(code, qty) for code, qty, _owner in rows] == seeded and all(row[2] for row in rows)
+        assert item["data_loss"] == loss, (app, item)
+        assert item["destructive"] is (loss == "yes")
+        if loss == "no":
+            assert unchanged, (app, rows)
+        else:
+            assert not unchanged, (app, rows)  # the rows really changed: "no" would have been a lie
+
+
+THING_INITIAL = f"""
+migrations.CreateModel(name="Thing", fields=[("id", {ID_FIELD}), ("title", models.CharField(max_length=20))]),
+"""
+
+THING_0002 = """
+migrations.AddField("thing", "size", models.IntegerField(default=0), preserve_default=False),
+migrations.AlterField("thing", "title", models.CharField(max_length=20, unique=True)),
+migrations.RemoveField("thing", "title"),
+"""
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_tables_created_in_the_plan_are_new_to_the_old_code(make_project, combo):
+    """A new app whose 0002 alters its own 0001, and django.contrib.sites added to a running project."""
+    version, db = combo
+    project = make_project(version, db)
+    result, migrated = build_proof(project, {"p_old": ('migrations.RunSQL(""),', "", "")})
+    project.setup(["p_old", "thing", "django.contrib.sites"])
+    project.migration("thing", "0001_initial", [], THING_INITIAL, attributes="initial = True")
+    project.migration("thing", "0002_reshape", [("thing", "0001_initial")], THING_0002)
+    project.drop_bytecode()
+    rc, result = project.run(fail_on=["incompatible", "destructive"])
+    assert rc == 0, result["msg"]
+    assert "thing.0002_reshape" in result["plan"] and "sites.0002_alter_domain_unique" in result["plan"]
+    assert result["backward_compatible"] is True and result["destructive"] is False
+    assert result["data_loss"] == "no"
+    reshape = pending_of(result, "thing", "0002_reshape")
+    assert [op["reason"].startswith("The table was created earlier") for op in reshape["operations"]] == [True] * 3
+    # The proof: the migrations run, and the old code keeps working.
+    project.manage("migrate", "-v0")
+    old = run_old_code(project, "exercise", {"p_old": {"insert": {"code": "c"}}})
+    assert set(old["p_old"].values()) == {"ok"}, old
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_fresh_database_destroys_nothing(make_project, combo):
+    version, db = combo
+    project = make_project(version, db)
+    project.setup(["django.contrib.contenttypes", "django.contrib.auth", "notes"])
+    project.write("notes/models.py", NOTES_MODELS)
+    project.migration("notes", "0001_initial", [], NOTES_INITIAL, attributes="initial = True")
+    rc, result = project.run(fail_on=["incompatible", "destructive"])
+    assert rc == 0, result["msg"]
+    assert "contenttypes.0002_remove_content_type_name" in result["plan"]
+    assert result["destructive"] is False and result["data_loss"] == "no" and result["backward_compatible"] is True
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_non_transactional_operation_in_an_atomic_migration_fails(make_project, combo):
+    version, db = combo
+    project = make_project(version, db)
+    prelude = "from django.contrib.postgres.operations import AddIndexConcurrently"
+    index = 'AddIndexConcurrently("item", models.Index(fields=["code"], name="{app}_code_idx")),'
+    result, migrated = build_proof(
+        project,
+        {
+            "c_atomic": (index.format(app="c_atomic"), "", prelude),
+            "c_plain": (index.format(app="c_plain"), "atomic = False", prelude),
+        },
+    )
+    failing = [line for line in result["failing"] if line.startswith("c_atomic.")]
+    plain = pending_of(result, "c_plain")
+    assert migrated["c_atomic"].returncode != 0  # the proof: migrate fails
+    assert failing and pending_of(result, "c_atomic")["fails"] is True
+    if db == "postgresql":
+        assert "cannot run inside a transaction" in failing[0]
+        assert migrated["c_plain"].returncode == 0
+        assert plain["fails"] is False and "c_plain.0002_change" not in " ".join(result["failing"])
+        assert any("CONCURRENTLY" in line for line in plain["sql"]), plain["sql"]
+        assert "sql_error" not in plain["operations"][0]
+    else:
+        assert "exists only on PostgreSQL" in failing[0]
+        assert migrated["c_plain"].returncode != 0 and plain["fails"] is True
+        assert "TypeError" not in json.dumps(plain)
+
+
+def test_uninstalled_app_is_told_apart_from_a_missing_migration(make_project):
+    project = make_project("5.2", "sqlite")
+    build_proof(project, {"keep": ('migrations.RunSQL(""),', "", ""), "gone": ('migrations.RunSQL(""),', "", "")})
+    settings = project.root / "proj" / "settings.py"
+    settings.write_text(settings.read_text().replace("['keep', 'gone']", "['keep']"))
+    project.drop_bytecode()
+    rc, result = project.run()
+    assert rc == 0, result
+    assert result["uninstalled_applied"] == ["gone.0001_initial", "gone.0002_change"]
+    assert result["unknown_applied"] == []
+    assert project.manage("migrate", "--check", check=False).returncode == 0  # Django agrees: nothing to do
+    project.record("keep", "0009_future")
+    rc, result = project.run(fail_on=["unknown_applied", "uninstalled_applied"])
+    assert rc == 1 and result["failed_conditions"] == ["unknown_applied", "uninstalled_applied"]
+    assert "keep.0009_future — recorded as applied in the database but missing" in result["msg"]
+    assert "gone.0001_initial, gone.0002_change — recorded as applied for app(s) gone that are not in" in result["msg"]
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[0], CORE_MATRIX[2]])
+def test_inconsistent_history_does_not_advise_makemigrations(make_project, combo):
+    version, db = combo
+    project = make_project(version, db)
+    project.setup(["notes"])
+    project.write("notes/models.py", NOTES_MODELS + "    x = models.IntegerField(null=True)\n")
+    project.migration("notes", "0001_initial", [], NOTES_INITIAL, attributes="initial = True")
+    project.migration(
+        "notes",
+        "0002_x",
+        [("notes", "0001_initial")],
+        'migrations.AddField("note", "x", models.IntegerField(null=True)),',
+    )
+    project.migration("notes", "0003_noop", [("notes", "0002_x")], 'migrations.RunSQL(""),')
+    project.manage("migrate", "-v0")
+    project.forget("notes", "0002_x")
+    rc, result = project.run()
+    assert rc == 1 and result["failed_conditions"] == ["inconsistent_history"]
+    assert result["unmigrated_changes"] == {}
+    assert "makemigrations" not in result["msg"]
+    # Django agrees that the models match the migrations (it refuses to look while the history is broken).
+    project.record("notes", "0002_x")
+    assert project.manage("makemigrations", "--check", "--dry-run", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_reverse_of_a_drop(make_project, combo):
+    """reversible: false when the reverse fails; reverse_loses_data when it works but the values are gone."""
+    version, db = combo
+    project = make_project(version, db)
+    result, migrated = build_proof(
+        project,
+        {
+            "r_notnull": ('migrations.RemoveField("item", "code"),', "", ""),
+            "r_nullable": ('migrations.RemoveField("item", "owner"),', "", ""),
+        },
+    )
+    notnull, nullable = pending_of(result, "r_notnull"), pending_of(result, "r_nullable")
+    assert (notnull["reversible"], notnull["reverse_loses_data"]) == (False, True)
+    assert (nullable["reversible"], nullable["reverse_loses_data"]) == (True, True)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    assert project.manage("migrate", "r_notnull", "0001", check=False).returncode != 0
+    assert project.manage("migrate", "r_nullable", "0001", check=False).returncode == 0
+    rows = run_old_code(project, "rows", {"r_nullable": {}})["r_nullable"]
+    assert [row[2] for row in rows] == [None, None]  # reversed, but the owners are gone
+
+
+def test_postgresql_lock_agrees_with_a_table_rewrite(make_project):
+    """lock names the rewrite of int -> bigint (the table's file changes), and not a longer varchar (it stays)."""
+    project = make_project("5.2", "postgresql")
+    filenode = "SELECT pg_relation_filenode('{app}_item')"
+    changes = {
+        "l_bigint": ('migrations.AlterField("item", "qty", models.BigIntegerField(default=0)),', "", ""),
+        "l_varchar": ('migrations.AlterField("item", "code", models.CharField(max_length=40)),', "", ""),
+    }
+    before = {}
+
+    def remember():
+        for app in changes:
+            before[app] = project.postgres.psql(filenode.format(app=app), database=project.database)
+
+    result, migrated = build_proof(project, changes, before_migrate=remember)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    for app in changes:
+        after = project.postgres.psql(filenode.format(app=app), database=project.database)
+        lock = pending_of(result, app)["operations"][0]["lock"]
+        assert (lock is not None) == (after != before[app]), (app, lock, before[app], after)
+    assert pending_of(result, "l_bigint")["operations"][0]["lock"].startswith("Changing the column type rewrites")
+    assert [line.split(":")[0] for line in result["locking"]] == ["l_bigint.0002_change"]
+
+
+NEW_CODE_MODELS = {
+    "n_state": PROOF_MODELS.replace("    code = models.CharField(max_length=10)\n", ""),
+    "n_nullable": PROOF_MODELS.replace(
+        "    owner = models.ForeignKey(Owner, on_delete=models.CASCADE, null=True)\n", ""
+    ),
+    "n_fk": PROOF_MODELS
+    + "\n\nclass Review(models.Model):\n    owner = models.ForeignKey(Owner, on_delete=models.CASCADE)\n",
+}
+
+
+@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+def test_new_code_direction(make_project, combo):
+    """new_code names what breaks for the new release on this schema, or for the old one after the new one
+    wrote rows; the new code's insert and the old code's delete prove it."""
+    version, db = combo
+    project = make_project(version, db)
+    state_only = "migrations.SeparateDatabaseAndState(state_operations=[migrations.RemoveField({!r}, {!r})]),"
+    review = (
+        f'migrations.CreateModel(name="Review", fields=[("id", {ID_FIELD}), ("owner", models.ForeignKey('
+        'on_delete=django.db.models.deletion.CASCADE, to="n_fk.owner"))]),'
+    )
+    changes = {
+        "n_state": (state_only.format("item", "code"), "", ""),
+        "n_nullable": (state_only.format("item", "owner"), "", ""),
+        "n_fk": (review, "", ""),
+    }
+    result, migrated = build_proof(project, changes)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    for app, text in NEW_CODE_MODELS.items():
+        project.write(f"{app}/models.py", text)
+    project.drop_bytecode()
+    new = run_old_code(
+        project,
+        "insert",
+        {"n_state": {}, "n_nullable": {"code": "n"}, "n_fk": {"model": "Review", "insert": {"owner_id": 1}}},
+    )
+    project.write("n_fk/models.py", PROOF_MODELS)
+    project.drop_bytecode()
+    old = run_old_code(project, "exercise", {"n_fk": {"model": "Owner", "insert": {"name": "n"}}})
+    reality = {
+        "n_state": new["n_state"]["insert"] == "ok",
+        "n_nullable": new["n_nullable"]["insert"] == "ok",
+        "n_fk": new["n_fk"]["insert"] == "ok" and old["n_fk"]["delete"] == "ok",
+    }
+    assert reality == {"n_state": False, "n_nullable": True, "n_fk": False}, (new, old)
+    for app, works in reality.items():
+        problem = pending_of(result, app)["operations"][0]["new_code"]
+        assert (problem is None) == works, (app, problem)
+        assert pending_of(result, app)["compatibility"] == C  # the old code alone is fine
+    assert sorted(line.split(":")[0] for line in result["new_code"]) == ["n_fk.0002_change", "n_state.0002_change"]
+
+
+def test_weak_inputs_get_a_message_that_names_the_place(make_project, tmp_path):
+    project = build_notes(make_project("5.2", "sqlite"))
+    # A migration that ends the process at import: the file is named.
+    path = project.migration("notes", "0002_exit", [("notes", "0001_initial")], "", prelude="raise SystemExit(3)")
+    rc, result = project.run()
+    msg = _assert_one_paragraph(result)
+    assert msg.startswith("Django could not load the migrations: SystemExit: 3 (at ") and str(path) in msg, msg
+    path.unlink()
+    # Settings that end the interpreter: the stage is named, not the interpreter blamed.
+    project.write("proj/gone.py", "import os\nos._exit(7)\n")
+    rc, result = project.run(settings="proj.gone")
+    msg = _assert_one_paragraph(result)
+    assert msg.startswith("The inspection ended without a result while importing the settings module"), msg
+    assert "rc=7" in msg and "Check that it is the application's interpreter" not in msg
+    # Settings that hang: the timeout stops them and names the line.
+    slow = project.write("proj/slow.py", "import time\n\nfrom proj.settings import *\n\ntime.sleep(60)\n")
+    rc, result = project.run(settings="proj.slow", timeout=2)
+    msg = _assert_one_paragraph(result)
+    assert msg.startswith("The inspection did not finish within 2 seconds (timeout); it was importing the settings")
+    assert f"at {slow}, line 5" in msg, msg
+    # A file that is not a database, and a NAME in a directory that does not exist.
+    for name, expected in (
+        (project.root / "notes" / "models.py", "is not an SQLite database"),
+        (tmp_path / "no-such-dir" / "db.sqlite3", "is in a directory that does not exist"),
+    ):
+        project.write("proj/other.py", f'from proj.settings import *\n\nDATABASES["default"]["NAME"] = {str(name)!r}\n')
+        rc, result = project.run(settings="proj.other")
+        assert rc == 1 and expected in _assert_one_paragraph(result), result["msg"]
+        assert not (tmp_path / "no-such-dir").exists()

@@ -10,6 +10,7 @@ from ansible_collections.greenlight.django.plugins.module_utils._migration_rules
 )
 
 C, U, X = COMPATIBLE, UNKNOWN, INCOMPATIBLE  # X: incompatible
+M = rules.MAYBE  # destructive: greenlight cannot know
 
 
 def field(**overrides):
@@ -27,6 +28,7 @@ def field(**overrides):
         "generated": False,
         "column": "f",
         "db_type": "integer",
+        "db_check": None,
         "auto_through": None,
     }
     facts.update(overrides)
@@ -189,18 +191,19 @@ TABLE_CASES = [
     ),
     ("CreateCollation", op("CreateCollation", module="django.contrib.postgres.operations"), C, False, "Creates a"),
     ("RemoveCollation", op("RemoveCollation", module="django.contrib.postgres.operations"), C, False, "Removes a"),
-    ("RunPython", op("RunPython", emits_sql=None, has_reverse=False), U, False, "Runs arbitrary Python"),
+    ("RunPython", op("RunPython", emits_sql=None, has_reverse=False), U, M, "Runs arbitrary Python"),
     ("RunPython noop", op("RunPython", emits_sql=False, noop=True), C, False, "Nothing runs on this database"),
     (
         "RunSQL",
         op("RunSQL", sql_text=["UPDATE t SET a = 1"], has_reverse=True),
         U,
-        False,
-        "Raw SQL that greenlight",
+        M,
+        "Raw SQL that may overwrite or remove data",
     ),
-    ("RunSQL DELETE", op("RunSQL", sql_text=["DELETE FROM t"]), U, True, "Raw SQL with DROP, TRUNCATE or DELETE"),
-    ("RunSQL DROP TABLE", op("RunSQL", sql_text=["DROP TABLE t"]), U, True, "Raw SQL with DROP"),
-    ("RunSQL TRUNCATE", op("RunSQL", sql_text=["truncate t"]), U, True, "Raw SQL with DROP"),
+    ("RunSQL GRANT", op("RunSQL", sql_text=["GRANT DELETE ON t TO r"]), U, False, "Raw SQL that greenlight"),
+    ("RunSQL DELETE", op("RunSQL", sql_text=["DELETE FROM t"]), U, True, "Raw SQL that deletes rows"),
+    ("RunSQL DROP TABLE", op("RunSQL", sql_text=["DROP TABLE t"]), U, True, "Raw SQL that deletes rows"),
+    ("RunSQL TRUNCATE", op("RunSQL", sql_text=["truncate t"]), U, True, "Raw SQL that deletes rows"),
     ("RunSQL empty", op("RunSQL", emits_sql=False, sql_text=[""], noop=True), C, False, "Nothing runs"),
     (
         "SeparateDatabaseAndState state only",
@@ -228,31 +231,89 @@ TABLE_CASES = [
             database_operations=[op("Custom", module="myapp.ops", bases=[])],
         ),
         U,
-        False,
+        M,
         "Judged by its database_operations. Custom description: Third-party operation myapp.ops.Custom",
     ),
     (
         "third-party",
         op("LogMessage", module="shop.operations", bases=[], emits_sql=None),
         U,
-        False,
+        M,
         "Third-party operation shop.operations.LogMessage",
     ),
     (
         "third-party subclass of a Django op",
         op("MyAddField", module="shop.ops", bases=["AddField", "FieldOperation", "Operation"], field=field(null=True)),
         U,
-        False,
+        M,
         "Third-party operation shop.ops.MyAddField",
     ),
     (
         "Django op not in the table",
         op("AlterBrandNewThing", bases=["AlterBrandNewThing", "Operation"]),
         U,
-        False,
+        M,
         "Django operation django.db.migrations.operations.models.AlterBrandNewThing is not in greenlight's table",
     ),
     ("unreadable", op("AddField", error="KeyError: ('shop', 'x')"), U, False, "greenlight could not read"),
+    # Net effect on the schema the serving code uses.
+    ("AlterField db_column", alter({"column": "a"}, {"column": "b"}), X, False, "Changes the column name"),
+    (
+        "AlterField FK db_column",
+        alter(
+            {"is_relation": True, "db_type": None, "related_to": "a.x", "column": "x_id"},
+            {"is_relation": True, "db_type": None, "related_to": "a.x", "column": "owner"},
+        ),
+        X,
+        False,
+        "Changes the column name",
+    ),
+    (
+        "AlterField adds a CHECK (same type)",
+        alter({"db_type": "integer"}, {"db_type": "integer", "db_check": '"f" >= 0'}),
+        X,
+        False,
+        "Django adds a CHECK constraint",
+    ),
+    (
+        "AlterField adds a CHECK (SQLite spelling)",
+        alter({"db_type": "integer"}, {"db_type": "integer unsigned", "db_check": '"f" >= 0'}),
+        X,
+        False,
+        "Django adds a CHECK constraint",
+    ),
+    (
+        "AlterField keeps its CHECK",
+        alter({"db_check": '"f" >= 0'}, {"db_check": '"f" >= 0', "null": True}),
+        C,
+        False,
+        "Relaxes",
+    ),
+    (
+        "AddField unique db_default",
+        op("AddField", field=field(has_db_default=True, unique=True)),
+        X,
+        False,
+        "A unique NOT NULL column",
+    ),
+    ("AddField unique nullable", op("AddField", field=field(null=True, unique=True)), C, False, "A nullable"),
+    (
+        "DeleteModel of a table created in the plan",
+        op("DeleteModel", on_new_table=True),
+        C,
+        False,
+        "The table was created earlier in this plan",
+    ),
+    (
+        "RemoveField on a table created in the plan",
+        op("RemoveField", field=field(), on_new_table=True),
+        C,
+        False,
+        "The table was created earlier",
+    ),
+    ("RemoveField, fresh database", op("RemoveField", field=field(), fresh_database=True), C, False, "The database"),
+    ("RenameModel renamed back", op("RenameModel", table_restored=True), C, False, "The same atomic migration"),
+    ("AlterModelTable back", op("AlterModelTable", table_restored=True), C, False, "Gives the table back"),
 ]
 
 
@@ -275,7 +336,7 @@ def test_every_row_is_reachable_and_worded():
         assert operation == "*" or operation in tested, f"no test case for {operation}"
         assert callable(when)
         assert compatibility in (C, U, X)
-        assert isinstance(destructive, bool)
+        assert destructive in (True, False, M)
         assert reason[0].isupper() or reason.startswith("greenlight") or reason.startswith("_")
         assert reason.endswith(".")
         assert "\n" not in reason
@@ -328,6 +389,32 @@ def test_sql_deletes_data(sql, deletes):
     assert rules.sql_deletes_data({"sql_text": [sql]}) is deletes
 
 
+@pytest.mark.parametrize(
+    ("sql", "loss"),
+    [
+        ("CREATE TRIGGER t_audit AFTER DELETE ON t FOR EACH ROW EXECUTE FUNCTION audit()", False),
+        ("DROP VIEW v", False),
+        ("CREATE TRIGGER t_audit AFTER DELETE ON t BEGIN DELETE FROM x WHERE id = old.id; END", False),
+        ("GRANT DELETE ON t TO app", False),
+        ("CREATE INDEX CONCURRENTLY t_idx ON t (a)", False),
+        (
+            "CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN DELETE FROM x; RETURN NULL; END; $$ LANGUAGE plpgsql",
+            False,
+        ),
+        ("UPDATE t SET c = NULL", M),
+        ("DO $$ BEGIN PERFORM 1; END $$", M),
+        ("ALTER TABLE t ALTER COLUMN c TYPE integer USING c::integer", M),
+        ("DROP TYPE mood CASCADE", M),
+        ("INSERT INTO t (a) VALUES (1) ON CONFLICT (a) DO UPDATE SET a = 2", M),
+        ("FROBNICATE t", M),
+        ("CREATE VIEW v AS SELECT 1; DELETE FROM t", True),
+        ("ALTER TABLE t ADD COLUMN c int, DROP COLUMN d", True),
+    ],
+)
+def test_sql_data_loss(sql, loss):
+    assert rules.sql_data_loss({"sql_text": [sql]}) == loss
+
+
 def entry(name, ops, app="notes", phase=None, safe=None, dependencies=(), sql=None):
     result = {
         "app": app,
@@ -359,8 +446,124 @@ def test_classify_migration_takes_the_worst_and_all_reversible():
     assert item["accepted"] is False
     assert item["phase"] == "before_switch"
     assert [o["compatibility"] for o in item["operations"]] == [C, U, X]
-    assert set(item["operations"][0]) == {"type", "description", "compatibility", "destructive", "reversible", "reason"}
+    assert set(item["operations"][0]) == {
+        "type",
+        "description",
+        "compatibility",
+        "destructive",
+        "data_loss",
+        "reversible",
+        "reverse_loses_data",
+        "fails",
+        "lock",
+        "new_code",
+        "reason",
+    }
+    assert [o["data_loss"] for o in item["operations"]] == ["no", "unknown", "yes"]
+    assert item["data_loss"] == "yes"
     assert "sql" not in item
+
+
+def test_a_table_created_in_the_plan_is_new_to_the_code_that_runs_then():
+    create = entry("0002_create", [op("CreateModel")])
+    drop = [op("DeleteModel", new_table_from="notes.0002_create")]
+    phases = {"notes.0002_create": "before_switch", "notes.0003_drop": "before_switch"}
+    item = rules.classify_migration(entry("0003_drop", drop), plan={"phases": phases})
+    assert (item["compatibility"], item["destructive"], item["data_loss"]) == (C, False, "no")
+    assert item["reverse_loses_data"] is False
+    # After the switch the new code has written into the table created before it.
+    phases["notes.0003_drop"] = AFTER_SWITCH
+    item = rules.classify_migration(entry("0003_drop", drop, phase=AFTER_SWITCH), plan={"phases": phases})
+    assert (item["compatibility"], item["destructive"]) == (X, True)
+    assert rules.build_result({"pending": [create]})["destructive"] is False
+
+
+def test_reverse_of_a_drop_loses_data_or_fails():
+    not_null = rules.classify_migration(entry("0002", [op("RemoveField", field=field())]))
+    assert not_null["reversible"] is False and not_null["reverse_loses_data"] is True
+    nullable = rules.classify_migration(entry("0002", [op("RemoveField", field=field(null=True))]))
+    assert nullable["reversible"] is True and nullable["reverse_loses_data"] is True
+    with_default = rules.classify_migration(entry("0002", [op("RemoveField", field=field(has_default=True))]))
+    assert with_default["reversible"] is True
+    table = rules.classify_migration(entry("0002", [op("DeleteModel")]))
+    assert table["reversible"] is True and table["reverse_loses_data"] is True
+    added = rules.classify_migration(entry("0002", [op("AddField", field=field(null=True))]))
+    assert added["reversible"] is True and added["reverse_loses_data"] is False
+
+
+@pytest.mark.parametrize(
+    ("facts", "atomic", "vendor", "fails"),
+    [
+        (op("AddIndexConcurrently", bases=["AddIndexConcurrently", "NotInTransactionMixin"], outside_transaction=True),
+         True, "postgresql", "This operation cannot run inside a transaction"),
+        (op("AddIndexConcurrently", bases=["AddIndexConcurrently", "NotInTransactionMixin"], outside_transaction=True),
+         False, "postgresql", None),
+        (op("RemoveIndexConcurrently", bases=["RemoveIndexConcurrently", "NotInTransactionMixin"]),
+         False, "sqlite", "A concurrent index operation exists only on PostgreSQL"),
+        (op("RunSQL", sql_text=["CREATE INDEX CONCURRENTLY i ON t (a)"], outside_transaction=True),
+         True, "postgresql", "This operation cannot run inside a transaction"),
+        (op("RunSQL", sql_text=["CREATE INDEX i ON t (a)"], outside_transaction=False), True, "postgresql", None),
+        (op("SeparateDatabaseAndState", database_operations=[op("RunSQL", outside_transaction=True)]),
+         True, "postgresql", "This operation cannot run inside a transaction"),
+    ],
+)  # fmt: skip
+def test_operations_that_make_migrate_fail(facts, atomic, vendor, fails):
+    migration = dict(entry("0002_index", [facts]), atomic=atomic)
+    result = rules.build_result({"pending": [migration], "database": {"vendor": vendor}})
+    reason = result["pending"][0]["operations"][0]["fails"]
+    if fails is None:
+        assert reason is None and result["failing"] == []
+    else:
+        assert reason.startswith(fails)
+        assert result["failing"][0].startswith("notes.0002_index: ")
+        assert rules.failed_conditions(result, rules.DEFAULT_FAIL_ON) == ["failing"]
+
+
+@pytest.mark.parametrize(
+    ("facts", "lock"),
+    [
+        (alter({"db_type": "integer"}, {"db_type": "bigint"}), "Changing the column type rewrites"),
+        (alter({"db_type": "varchar(10)"}, {"db_type": "varchar(20)"}), None),
+        (alter({"db_type": "varchar(10)"}, {"db_type": "text"}), None),
+        (alter({"null": True}, {"null": False}), "SET NOT NULL scans"),
+        (alter({}, {"db_index": True}), "Builds an index without CONCURRENTLY"),
+        (op("AddField", field=field(null=True, is_relation=True, db_constraint=True)), "Adding a FOREIGN"),
+        (op("AddField", field=field(null=True, is_relation=True, db_constraint=False)), None),
+        (op("AddField", field=field(null=True)), None),
+        (op("AddField", field=field(null=True, unique=True)), "Builds an index"),
+        (op("AddIndex"), "CREATE INDEX without CONCURRENTLY"),
+        (op("AddIndexConcurrently", module="django.contrib.postgres.operations"), None),
+        (op("AddConstraint", constraint={"kind": "check"}), "Validates every row"),
+        (op("AddIndex", on_new_table=True), None),
+        (op("AddIndex", emits_sql=False), None),
+    ],
+)  # fmt: skip
+def test_postgresql_locks(facts, lock):
+    kind = rules.operation_kind(facts)
+    assert rules.lock_of(facts, kind, "sqlite") is None
+    found = rules.lock_of(facts, kind, "postgresql")
+    assert (found or "").startswith(lock or ""), found
+    assert (found is None) == (lock is None)
+
+
+@pytest.mark.parametrize(
+    ("facts", "problem"),
+    [
+        (op("SeparateDatabaseAndState", emits_sql=False, database_operations=[], columns_kept=[field()]),
+         "The new release no longer knows this column"),
+        (op("SeparateDatabaseAndState", emits_sql=False, database_operations=[], columns_kept=[field(null=True)]),
+         None),
+        (op("SeparateDatabaseAndState", emits_sql=False, columns_kept=[field(has_db_default=True)]), None),
+        (op("AddField", field=field(null=True, is_relation=True), references_old=["shop.product"]),
+         "Once the new code writes rows that reference"),
+        (op("AddField", field=field(null=True, is_relation=True), references_old=[]), None),
+        (op("CreateModel", references_old=["shop.product"]), "Once the new code writes rows into this new table"),
+        (op("CreateModel", references_old=["shop.product"], fresh_database=True), None),
+    ],
+)  # fmt: skip
+def test_new_code_direction(facts, problem):
+    found = rules.new_code_problem(facts, rules.operation_kind(facts))
+    assert (found or "").startswith(problem or "") and (found is None) == (problem is None), found
 
 
 def test_greenlight_safe_accepts_but_keeps_destructive():
@@ -445,9 +648,14 @@ def test_build_result_splits_the_plan_and_ignores_after_switch_for_compatibility
         "pending",
         "backward_compatible",
         "destructive",
+        "data_loss",
+        "failing",
+        "locking",
+        "new_code",
         "unmigrated_changes",
         "conflicts",
         "unknown_applied",
+        "uninstalled_applied",
         "inconsistent_history",
         "squashed_unrecorded",
         "phase_errors",

@@ -131,6 +131,7 @@ def test_runs_the_inspector_in_the_application_python(project):
         "include_sql": True,
         "pythonpath": ["/opt/lib"],
         "secret_env": ["DATABASE_URL", "DEBUG_LEVEL"],
+        "timeout": 300,
     }
     assert len(options["nonce"]) == 32
     assert "s3cret" not in env[inspector.OPTIONS_ENV]  # secrets travel only as the app's own variables
