@@ -75,6 +75,12 @@ def base_image(suite: str = "bookworm") -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+@pytest.fixture(scope="session")
+def debian_image():
+    """Factory: ``debian_image("trixie")`` -> tag of that suite's base image (built when missing)."""
+    return base_image
+
+
 _PG_BOOT = r"""
 set -e
 version=$(ls /etc/postgresql)
