@@ -88,11 +88,11 @@ unit: venv link
 functional: setup
 	$(BIN)/pytest -q tests/functional
 
+# Scenarios run side by side in MOLECULE_JOBS lanes (each has its own containers);
+# MOLECULE_JOBS=1 runs them one after the other.
+MOLECULE_JOBS ?= 2
 molecule: setup
-	@set -e; for s in $(SCENARIOS); do \
-	  echo "==> molecule test -s $$s"; \
-	  $(BIN)/molecule test -s $$s; \
-	done
+	@MOLECULE=$(BIN)/molecule MOLECULE_JOBS=$(MOLECULE_JOBS) bash scripts/molecule-lanes.sh $(SCENARIOS)
 
 bench-smoke: setup
 	@set -e; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "==> $$b --smoke"; $(BIN)/python $$b --smoke; done
