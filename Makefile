@@ -16,6 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(BUILD)/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 export GREENLIGHT_BASE_IMAGE = $(shell cat $(BUILD)/base-image.tag 2>/dev/null)
+export GREENLIGHT_BASE_IMAGE_TRIXIE = $(shell cat $(BUILD)/base-image-trixie.tag 2>/dev/null)
 # ansible-core 2.19 imports cryptography's DSA support, which cryptography 51
 # deprecates: every ansible command would print that warning on stderr. It is
 # ansible-core's to fix, not a fault of this collection or of a deploy, so the
@@ -61,8 +62,9 @@ docker:
 
 image: docker
 	@mkdir -p $(BUILD)
-	@bash scripts/base-image.sh > $(BUILD)/base-image.tag.new && mv $(BUILD)/base-image.tag.new $(BUILD)/base-image.tag
-	@echo "base image: $$(cat $(BUILD)/base-image.tag)"
+	@bash scripts/base-image.sh bookworm > $(BUILD)/base-image.tag.new && mv $(BUILD)/base-image.tag.new $(BUILD)/base-image.tag
+	@bash scripts/base-image.sh trixie > $(BUILD)/base-image-trixie.tag.new && mv $(BUILD)/base-image-trixie.tag.new $(BUILD)/base-image-trixie.tag
+	@echo "base images: $$(cat $(BUILD)/base-image.tag) (Debian 12), $$(cat $(BUILD)/base-image-trixie.tag) (Debian 13)"
 
 lint: venv link
 	$(BIN)/python scripts/check_lock.py requirements/dev.txt requirements/dev.lock

@@ -64,21 +64,31 @@ def django_python():
     return make
 
 
-def base_image() -> str:
-    tag = os.environ.get("GREENLIGHT_BASE_IMAGE")
+def base_image(suite: str = "bookworm") -> str:
+    """Tag of the base image of a Debian suite (bookworm: Debian 12, trixie: Debian 13)."""
+    tag = os.environ.get("GREENLIGHT_BASE_IMAGE" if suite == "bookworm" else f"GREENLIGHT_BASE_IMAGE_{suite.upper()}")
     if tag:
         return tag
-    out = subprocess.run(["bash", str(REPO / "scripts" / "base-image.sh")], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "base-image.sh"), suite], check=True, capture_output=True, text=True
+    )
     return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def debian_image():
+    """Factory: ``debian_image("trixie")`` -> tag of that suite's base image (built when missing)."""
+    return base_image
 
 
 _PG_BOOT = r"""
 set -e
-conf=/etc/postgresql/15/main
+version=$(ls /etc/postgresql)
+conf=/etc/postgresql/$version/main
 echo "listen_addresses = '*'" >> $conf/postgresql.conf
 echo "host all all 0.0.0.0/0 scram-sha-256" >> $conf/pg_hba.conf
-data=/var/lib/postgresql/15/main
-exec su postgres -s /bin/sh -c "/usr/lib/postgresql/15/bin/postgres -D $data -c config_file=$conf/postgresql.conf"
+data=/var/lib/postgresql/$version/main
+exec su postgres -s /bin/sh -c "/usr/lib/postgresql/$version/bin/postgres -D $data -c config_file=$conf/postgresql.conf"
 """
 
 

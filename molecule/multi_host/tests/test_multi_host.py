@@ -71,6 +71,13 @@ def test_v1_serves_on_both_hosts_from_the_shared_database():
         assert "demo" not in local.split()
 
 
+def test_each_host_runs_the_release_with_its_own_python():
+    # One controller (Python 3.11.7), two server Pythons: each host got the wheelhouse of its own.
+    script = "import sys, django, psycopg; print(sys.version_info[:2], django.get_version(), psycopg.pq.__impl__)"
+    versions = [docker_exec(app, "/srv/demo/current/.venv/bin/python", "-c", script) for app in APPS]
+    assert versions == ["(3, 11) 5.2.19 binary", "(3, 13) 5.2.19 binary"]
+
+
 def test_v2_blue_green_migrates_once_and_switches_host_by_host():
     docker_exec(
         APPS[1], "curl", "-sf", "--max-time", "5", "-X", "POST", "-d", "title=before-v2", "http://127.0.0.1/notes/new"

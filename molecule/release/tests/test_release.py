@@ -92,6 +92,22 @@ def test_v1_is_served_through_nginx(host):
     assert http(host, "/healthz")[2].strip() == "ok v1"
 
 
+def test_v1_runs_django_6_on_debian_13_with_psycopg2_built_there(host):
+    # Django 6.0 needs Python 3.12+: the controller (Python 3.11) resolved the wheels for the server's Python.
+    python = f"{APP}/current/.venv/bin/python"
+    versions = host.check_output(
+        f"{python} -c 'import sys, django, psycopg, psycopg2; "
+        "print(sys.version_info[:2], django.get_version(), psycopg.__version__, psycopg2.__version__.split()[0])'"
+    )
+    assert versions == "(3, 13) 6.0.10 3.3.9 2.9.10"
+    assert host.file("/etc/debian_version").content_string.startswith("13.")
+    # psycopg2 has no wheel for Linux: the wheel installed was built from its sdist on this server.
+    wheel = host.check_output(
+        f'{python} -c \'import importlib.metadata as m; print(m.distribution("psycopg2").read_text("WHEEL"))\''
+    )
+    assert "Tag: cp313-cp313-linux_x86_64" in wheel
+
+
 def test_static_files_come_from_the_active_release(host):
     status, headers, _body = http(host, "/static/admin/css/base.css")
     assert status == 200
