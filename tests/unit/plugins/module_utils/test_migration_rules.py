@@ -316,8 +316,13 @@ TABLE_CASES = [
     ("AlterModelTable back", op("AlterModelTable", table_restored=True), C, False, "Gives the table back"),
     ("RenameModel back later", op("RenameModel", restored_by="a.0003_back"), X, False, "A later migration of this"),
     ("AlterModelTable back later", op("AlterModelTable", restored_by="a.0003"), X, False, "A later migration of"),
-    ("AlterModelTable back of earlier", op("AlterModelTable", restores_rename_of="a.0002"), C, False,
-     "Gives the table back the name the old code uses"),
+    (
+        "AlterModelTable back of earlier",
+        op("AlterModelTable", restores_rename_of="a.0002"),
+        C,
+        False,
+        "Gives the table back the name the old code uses",
+    ),
 ]
 
 
