@@ -128,8 +128,9 @@ notes:
     on a table that an earlier migration of the same plan creates are V(compatible) and destroy nothing (the
     serving code never used the table; for an C(after_switch) migration only tables created after the switch
     count). A table rename that the same atomic migration undoes (C(RenameModel) then C(AlterModelTable) back to
-    the old name) is V(compatible). On a database with no applied migration at all nothing serves from it, so
-    every operation is V(compatible).
+    the old name) is V(compatible); one that a later migration of the plan undoes is V(incompatible), because each
+    migration commits on its own and the old code's queries in between find no table. On a database with no
+    applied migration at all nothing serves from it, so every operation is V(compatible).
   - C(RunPython) operations are never run and C(RunPython)/third-party operations are not asked for SQL; the
     database is only read.
   - The application's interpreter must be Python 3.8 or later with Django 4.2 or later.
@@ -336,8 +337,8 @@ pending:
         new_code:
           description: What breaks for the new release on this schema after the switch (a state-only
             C(RemoveField) of a NOT NULL column without a database default), or for the old release once the new
-            one has written rows (a new foreign key or join table to a table the old code deletes from); else
-            V(null).
+            one has written rows (a new foreign key to a table the old code deletes from, or a new join table, which
+            references both the model of the field and its target); else V(null).
           type: str
           sample: null
         sql_error:

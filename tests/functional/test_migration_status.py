@@ -134,6 +134,7 @@ class Project:
     postgres: object = None
     database: str | None = None
     package: str = "proj"
+    inspected: dict | None = None  # the module's last result in build_proof, for its before_migrate hook
 
     def write(self, relative, text):
         path = self.root / relative
@@ -1240,6 +1241,7 @@ def build_proof(project, changes, specs=None, before_migrate=None, before_inspec
         before_inspect()
     rc, result = project.run(fail_on=[], include_sql=True)
     assert rc == 0, result
+    project.inspected = result
     if before_migrate:
         before_migrate()
     migrated = {app: project.manage("migrate", app, "-v0", check=False) for app in apps}
@@ -1583,9 +1585,12 @@ def test_table_renamed_back_by_a_later_migration(make_project):
     }
     outcome = {}
 
-    def split_the_rename():
+    def split_the_rename():  # r_split.0002, then r_zother.0002, then r_split.0003 that renames the table back
+        other = [("r_zother", "0001_initial"), ("r_split", "0002_change")]
+        project.migration("r_zother", "0002_change", other, changes["r_zother"][0], changes["r_zother"][1])
         deps = [("r_split", "0002_change"), ("r_zother", "0002_change")]
         project.migration("r_split", "0003_back", deps, back.format(app="r_split"))
+        project.drop_bytecode()
 
     def race():
         for app in ("r_same", "r_split"):
@@ -1611,6 +1616,57 @@ def test_table_renamed_back_by_a_later_migration(make_project):
     assert all(proc.returncode == 0 for proc in migrated.values())
     after = run_old_code(project, "exercise", {app: {"model": "Owner", "insert": {"name": "n"}} for app in outcome})
     assert {value for app in outcome for value in after[app].values()} == {"ok"}, after
+
+
+# Lock modes that make the old code's INSERT/UPDATE/DELETE (ROW EXCLUSIVE) wait.
+BLOCKS_WRITES = {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"}
+
+
+def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project):
+    """Each lock the module names is held by the migration's own SQL (the module's include_sql, run in a
+    transaction that is rolled back): SET NOT NULL and an index built without CONCURRENTLY block the old
+    code's writes on the table, a new foreign key also those on the table it references."""
+    project = make_project("5.2", "postgresql")
+    fk = "models.ForeignKey(null={null}, on_delete=django.db.models.deletion.CASCADE, to='{app}.owner')"
+    changes = {
+        "k_notnull": (f'migrations.AlterField("item", "owner", {fk.format(null=False, app="k_notnull")}),', "", ""),
+        "k_index": ('migrations.AlterField("item", "code", models.CharField(max_length=10, db_index=True)),', "", ""),
+        "k_fk": (f'migrations.AddField("item", "buyer", {fk.format(null=True, app="k_fk")}),', "", ""),
+    }
+    expected = {
+        "k_notnull": ("SET NOT NULL scans", {"k_notnull_item": "AccessExclusiveLock"}),
+        "k_index": ("Builds an index without CONCURRENTLY", {"k_index_item": "ShareLock"}),
+        "k_fk": ("Adding a FOREIGN KEY", {"k_fk_item": "AccessExclusiveLock", "k_fk_owner": "ShareRowExclusiveLock"}),
+    }
+    taken = {}
+
+    def run_the_sql_in_a_transaction():  # on the schema that was inspected, before migrate
+        for app, (_lock, modes) in expected.items():
+            sql = pending_of(project.inspected, app)["sql"]
+            statements = [line for line in sql if line not in ("BEGIN;", "COMMIT;") and not line.startswith("--")]
+            held = " UNION ".join(
+                f"SELECT '{table}', mode FROM pg_locks WHERE locktype = 'relation' AND pid = pg_backend_pid() "  # noqa: S608
+                f"AND relation = '{table}'::regclass"
+                for table in modes
+            )
+            script = "BEGIN;\n" + "\n".join(statements) + f"\n{held};\nROLLBACK;\n"
+            proc = subprocess.run(
+                ["docker", "exec", "-i", "-u", "postgres", project.postgres.container, "psql", "-XAtq",
+                 "-v", "ON_ERROR_STOP=1", "-d", project.database],
+                input=script, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, (script, proc.stderr)
+            for line in proc.stdout.splitlines():
+                table, mode = line.split("|")
+                taken.setdefault(table, set()).add(mode)
+
+    result, migrated = build_proof(project, changes, before_migrate=run_the_sql_in_a_transaction)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    for app, (lock, modes) in expected.items():
+        operation = pending_of(result, app)["operations"][0]
+        assert operation["lock"].startswith(lock) and operation["lock_table"]["name"] == f"{app}_item", operation
+        for table, mode in modes.items():
+            assert mode in taken.get(table, set()) and taken[table] & BLOCKS_WRITES, (app, table, taken)
 
 
 NEW_CODE_MODELS = {
