@@ -340,6 +340,9 @@ class Context:
         # the migration that creates it. The code that serves has never used them.
         self.created_in = {}
         self.migration = None  # "app.name" of the migration being inspected
+        # Tables the plan renamed so far: current name -> (name before the plan,
+        # "app.name" of the renaming migration, facts of the renaming operation).
+        self.renamed = {}
 
 
 def state_tables(state, connection):
@@ -403,6 +406,25 @@ def operation_facts(op, app_label, state, ctx):
     if table and table in ctx.created_in:
         facts["new_table_from"] = ctx.created_in[table]
     return facts
+
+
+def _track_rename(ctx, facts, old_table, new_table):
+    """Pair a table rename with a later migration of the plan that renames the table back.
+
+    Each migration commits on its own: between the two the table exists only
+    under the other name, so the pair does not cancel out the way it does in
+    one atomic migration (see _mark_restored_tables). Both operations learn of
+    each other: ``restored_by`` on the first, ``restores_rename_of`` on the
+    second.
+    """
+    if not facts.get("emits_sql") or old_table == new_table:
+        return
+    earlier = ctx.renamed.pop(old_table, None)
+    if earlier is not None and earlier[0] == new_table and earlier[1] != ctx.migration:
+        earlier[2]["restored_by"] = ctx.migration
+        facts["restores_rename_of"] = earlier[1]
+        return
+    ctx.renamed[new_table] = (earlier[0] if earlier else old_table, ctx.migration, facts)
 
 
 def _table_created(ctx, table, renamed_from=None):
@@ -494,6 +516,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         facts["m2m_references"] = referencing_m2m
         facts["emits_sql"] = model_writes(model, op.old_name) and (old_table != new_table or bool(referencing_m2m))
         _table_created(ctx, new_table, renamed_from=old_table)
+        _track_rename(ctx, facts, old_table, new_table)
         return
 
     if isinstance(op, migrations.AlterModelTable):
@@ -504,6 +527,7 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
         facts["new_db_table"] = new_table
         facts["emits_sql"] = model_writes(model, op.name) and model["db_table"] != new_table
         _table_created(ctx, new_table, renamed_from=model["db_table"])
+        _track_rename(ctx, facts, model["db_table"], new_table)
         return
 
     if isinstance(op, (migrations.AddField, migrations.RemoveField, migrations.AlterField, migrations.RenameField)):
@@ -515,6 +539,10 @@ def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per
             field = field_facts(op.field, op.name, connection)
             facts["field"] = field
             facts["references_old"] = _old_tables_referenced([op.field], state, ctx)
+            if field["many_to_many"] and _m2m_constrained(op.field) and model["found"]:
+                # The join table references this model's table too: the old code's deletes there fail as well.
+                if model["db_table"] not in ctx.created_in:
+                    facts["references_old"] = sorted({*facts["references_old"], f"{app_label}.{op.model_name_lower}"})
             concrete = field["many_to_many"] is False or field["auto_through"] is True
             facts["emits_sql"] = writes and concrete
         elif isinstance(op, migrations.RemoveField):
@@ -634,7 +662,7 @@ def _old_tables_referenced(fields, state, ctx):
             continue
         if not getattr(field, "many_to_many", False) and not getattr(field, "db_constraint", False):
             continue
-        if getattr(field, "many_to_many", False) and not _auto_through(field):
+        if getattr(field, "many_to_many", False) and not _m2m_constrained(field):
             continue
         label = _target(field)
         if not label or "." not in label:
@@ -644,6 +672,11 @@ def _old_tables_referenced(fields, state, ctx):
         if model["found"] and model["db_table"] not in ctx.created_in:
             found.append(label)
     return sorted(set(found))
+
+
+def _m2m_constrained(field):
+    """A ManyToManyField whose own join table has foreign key constraints (no through=, db_constraint kept)."""
+    return bool(_auto_through(field)) and bool(getattr(field.remote_field, "db_constraint", True))
 
 
 def _m2m_pointing_to(state, label):
@@ -991,6 +1024,57 @@ def _mark_restored_tables(migration, operations, end_state, ctx):
         intermediate.add(facts.get("new_db_table"))
 
 
+def _tables_of(operations):
+    for facts in operations:
+        table = (facts.get("model") or {}).get("db_table")
+        if table:
+            yield table
+        yield from _tables_of(facts.get("database_operations") or [])
+
+
+# One query for every table the pending operations touch: PostgreSQL's own
+# estimate (pg_class.reltuples as of the last VACUUM/ANALYZE, scaled to the
+# table's current number of pages, the way the planner does it) and the size
+# of the table's main file. No table is scanned.
+_TABLE_SIZES_SQL = """
+SELECT t.name, c.reltuples, c.relpages, pg_relation_size(c.oid), current_setting('block_size')::int
+FROM unnest(%s::text[]) AS t(name)
+JOIN pg_class c ON c.oid = to_regclass(quote_ident(t.name))
+"""
+
+
+def table_sizes(connection, entries):
+    """{table: {"estimated_rows": int or None, "bytes": int}} of the existing tables the plan touches.
+
+    PostgreSQL only (the lock facts are PostgreSQL's); ``estimated_rows`` is
+    None when the table was never analyzed (reltuples = -1).
+    """
+    if connection.vendor != "postgresql":
+        return {}
+    tables = sorted({table for entry in entries for table in _tables_of(entry.get("operations") or [])})
+    if not tables:
+        return {}
+    from django.db import DatabaseError, transaction
+
+    try:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:  # a savepoint
+            cursor.execute(_TABLE_SIZES_SQL, [tables])
+            rows = cursor.fetchall()
+    except DatabaseError:
+        return {}
+    sizes = {}
+    for name, reltuples, relpages, size, block_size in rows:
+        estimate = None
+        if reltuples is not None and reltuples >= 0:
+            pages = size // block_size if block_size else 0
+            if relpages > 0:
+                estimate = int(round(reltuples / relpages * pages))
+            elif pages == 0:
+                estimate = 0  # analyzed and still empty
+        sizes[name] = {"estimated_rows": estimate, "bytes": int(size)}
+    return sizes
+
+
 def _states_match(from_state, to_state):
     """True when every model of a migrated app is identical in both states.
 
@@ -1141,6 +1225,7 @@ def _collect(result, connection, ctx, options):
         plan = executor.migration_plan(leaves)
     entries, final_state = describe_pending(loader, full_plan, plan, ctx, bool(options.get("include_sql")))
     result["pending"] = entries
+    result["table_sizes"] = table_sizes(connection, entries)
     if result["inconsistent_history"] is not None:
         # The state replayed from the database's history misses the migrations
         # recorded out of order; compare the models with the migrations' own

@@ -95,6 +95,17 @@ def table_restored(facts):
     return bool(facts.get("table_restored"))
 
 
+def renamed_back_later(facts):
+    """A later migration of the plan renames the table back: each commits on its own, so the old code sees
+    the table missing in between."""
+    return bool(facts.get("restored_by"))
+
+
+def renames_back(facts):
+    """Gives the table back the name it had before the plan, after an earlier migration of the plan renamed it."""
+    return bool(facts.get("restores_rename_of"))
+
+
 def _field(facts, key="field"):
     return facts.get(key) or {}
 
@@ -300,6 +311,17 @@ def sql_may_change_data(facts):
 # reason (why + what to do).
 # ---------------------------------------------------------------------------
 
+_RENAMED_BACK_LATER = (
+    "A later migration of this plan renames the table back, but each migration commits on its own: in between, "
+    "the table exists only under the new name, and old code's queries at that moment (and those waiting for the "
+    "rename's lock) fail. Put the rename and the rename back in one atomic migration (makemigrations writes them "
+    "together), where they cancel out."
+)
+_RENAMES_BACK = (
+    "Gives the table back the name the old code uses, after an earlier migration of this plan renamed it (that "
+    "migration is where the old code breaks)."
+)
+
 # fmt: off
 RULES = (
     # (operation, when, compatibility, destructive,
@@ -326,12 +348,20 @@ RULES = (
     ("RenameModel", table_restored, COMPATIBLE, False,
      "The same atomic migration renames the table back (AlterModelTable to the old name): in one transaction "
      "the running code never sees the change."),
+    ("RenameModel", renamed_back_later, INCOMPATIBLE, False,
+     _RENAMED_BACK_LATER),
+    ("RenameModel", renames_back, COMPATIBLE, False,
+     _RENAMES_BACK),
     ("RenameModel", always, INCOMPATIBLE, False,
      "Old code queries the table under its old name; keep the old table name (Meta.db_table) so the rename is "
      "state-only, or copy to a new table over several releases."),
 
     ("AlterModelTable", table_restored, COMPATIBLE, False,
      "Gives the table back its old name within the same atomic migration: the renames cancel out."),
+    ("AlterModelTable", renamed_back_later, INCOMPATIBLE, False,
+     _RENAMED_BACK_LATER),
+    ("AlterModelTable", renames_back, COMPATIBLE, False,
+     _RENAMES_BACK),
     ("AlterModelTable", always, INCOMPATIBLE, False,
      "Old code queries the table under its old name; rename the table only after the switch (mark the "
      "migration after_switch), or keep db_table unchanged."),
@@ -619,10 +649,11 @@ NEW_CODE = (
      "default: the new code's INSERTs fail after the switch. In database_operations make the column nullable "
      "(or give it a db_default), and drop it after the switch."),
     ("AddField", references_old_table,
-     "Once the new code writes rows that reference this table, the old code's deletes of the referenced rows "
-     "fail (it does not know the new relation, so it neither cascades nor clears it): the old release must "
-     "not serve again after the switch, or add the relation without a database constraint "
-     "(db_constraint=False) until the old release is gone."),
+     "Once the new code writes rows that reference an existing table (a foreign key, or a many-to-many join "
+     "table, which references the model of the field as well as the target), the old code's deletes of the "
+     "referenced rows fail (it does not know the new relation, so it neither cascades nor clears it): the old "
+     "release must not serve again after the switch, or add the relation without a database constraint "
+     "(db_constraint=False, or a through model whose foreign keys have it) until the old release is gone."),
     ("CreateModel", references_old_table,
      "Once the new code writes rows into this new table, the old code's deletes of the rows they reference "
      "fail (it does not know the new table, so it neither cascades nor clears it): the old release must not "
@@ -734,6 +765,34 @@ def lock_of(facts, kind, vendor):
     return _first_reason(LOCKS, kind, facts)
 
 
+def _human_bytes(size):
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"  # pragma: no cover
+
+
+def locked_table(facts, sizes):
+    """{"name", "estimated_rows", "bytes"} of the table an operation locks, from the inspector's
+    ``table_sizes`` (PostgreSQL's estimate; ``None`` values when it has none)."""
+    name = (facts.get("model") or {}).get("db_table")
+    if not name:
+        return None
+    size = (sizes or {}).get(name) or {}
+    return {"name": name, "estimated_rows": size.get("estimated_rows"), "bytes": size.get("bytes")}
+
+
+def size_sentence(table):
+    """How big the locked table is, as a sentence for the lock's reason ("" when nothing is known)."""
+    if not table or table["bytes"] is None:
+        return ""
+    rows = table["estimated_rows"]
+    count = "an unknown number of rows (never analyzed)" if rows is None else f"about {rows:,} rows"
+    return f" Table {table['name']}: {count}, {_human_bytes(table['bytes'])} (PostgreSQL's estimate)."
+
+
 # ---------------------------------------------------------------------------
 # Reversing: Django can reverse a RemoveField/DeleteModel, but only as an empty
 # column or table; a NOT NULL column without any default cannot even be added
@@ -797,7 +856,7 @@ def with_plan_facts(facts, phase, phases, fresh):
 def classify_migration(entry, include_sql=False, plan=None):
     """One ``pending`` item of the result from the inspector's facts.
 
-    ``plan``: {"phases": {"app.name": phase}, "vendor": ..., "fresh": bool}
+    ``plan``: {"phases": {"app.name": phase}, "vendor": ..., "fresh": bool, "table_sizes": {table: size}}
     about the whole pending plan and the database.
     """
     plan = plan or {}
@@ -823,9 +882,13 @@ def classify_migration(entry, include_sql=False, plan=None):
             "reverse_loses_data": reverse_loses_data(facts, kind),
             "fails": failure_of(facts, atomic, plan.get("vendor")),
             "lock": lock_of(facts, kind, plan.get("vendor")),
+            "lock_table": None,
             "new_code": new_code_problem(facts, kind),
             "reason": reason,
         }
+        if operation["lock"]:
+            operation["lock_table"] = locked_table(facts, plan.get("table_sizes"))
+            operation["lock"] += size_sentence(operation["lock_table"])
         if facts.get("sql_error"):
             operation["sql_error"] = facts["sql_error"]
         operations.append(operation)
@@ -918,6 +981,7 @@ def build_result(report, include_sql=False):
         "phases": {migration_label(entry): phase_of(entry) for entry in entries},
         "vendor": (report.get("database") or {}).get("vendor"),
         "fresh": bool(report.get("fresh_database")),
+        "table_sizes": report.get("table_sizes") or {},
     }
     pending = [classify_migration(entry, include_sql, plan_facts) for entry in entries]
     plan = [migration_label(item) for item in pending]

@@ -128,8 +128,9 @@ notes:
     on a table that an earlier migration of the same plan creates are V(compatible) and destroy nothing (the
     serving code never used the table; for an C(after_switch) migration only tables created after the switch
     count). A table rename that the same atomic migration undoes (C(RenameModel) then C(AlterModelTable) back to
-    the old name) is V(compatible). On a database with no applied migration at all nothing serves from it, so
-    every operation is V(compatible).
+    the old name) is V(compatible); one that a later migration of the plan undoes is V(incompatible), because each
+    migration commits on its own and the old code's queries in between find no table. On a database with no
+    applied migration at all nothing serves from it, so every operation is V(compatible).
   - C(RunPython) operations are never run and C(RunPython)/third-party operations are not asked for SQL; the
     database is only read.
   - The application's interpreter must be Python 3.8 or later with Django 4.2 or later.
@@ -309,15 +310,35 @@ pending:
         lock:
           description: On PostgreSQL, why the operation holds a lock that makes the serving code wait (a table
             rewrite such as C(int) to C(bigint), C(SET NOT NULL), an index built without C(CONCURRENTLY), a
-            foreign key or constraint validated under a lock), with the safe recipe; else V(null). Not reported for
-            tables created in the plan.
+            foreign key or constraint validated under a lock), with the safe recipe and how big the table is; else
+            V(null). Not reported for tables created in the plan.
           type: str
           sample: null
+        lock_table:
+          description:
+            - When RV(pending[].operations[].lock) is set, the table the operation locks and how big it is, so that a
+              playbook can tell a rewrite of a 10-row table from one of 10 million rows; else V(null).
+            - Read once per inspection from C(pg_class) (no table is scanned) - C(estimated_rows) is PostgreSQL's own
+              estimate (C(reltuples) of the last C(VACUUM) or C(ANALYZE), scaled to the current number of pages
+              like the planner does), V(null) when the table was never analyzed; C(bytes) is the size of the
+              table's main file (C(pg_relation_size)), without indexes or TOAST.
+          type: dict
+          sample: {name: shop_product, estimated_rows: 10000000, bytes: 1342177280}
+          contains:
+            name:
+              description: The table name.
+              type: str
+            estimated_rows:
+              description: PostgreSQL's estimate of the number of rows, or V(null) when it has none.
+              type: int
+            bytes:
+              description: Size of the table's main file in bytes, or V(null) when the table was not found.
+              type: int
         new_code:
           description: What breaks for the new release on this schema after the switch (a state-only
             C(RemoveField) of a NOT NULL column without a database default), or for the old release once the new
-            one has written rows (a new foreign key or join table to a table the old code deletes from); else
-            V(null).
+            one has written rows (a new foreign key to a table the old code deletes from, or a new join table, which
+            references both the model of the field and its target); else V(null).
           type: str
           sample: null
         sql_error:
@@ -378,7 +399,8 @@ unknown_applied:
   elements: str
   sample: [notes.0004_note_archived]
 locking:
-  description: The operations with a RV(pending[].operations[].lock), as C(app.name - description - why).
+  description: The operations with a RV(pending[].operations[].lock), as C(app.name - description - why), the
+    size of the table included.
   returned: success, and failures caused by O(fail_on)
   type: list
   elements: str

@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +134,7 @@ class Project:
     postgres: object = None
     database: str | None = None
     package: str = "proj"
+    inspected: dict | None = None  # the module's last result in build_proof, for its before_migrate hook
 
     def write(self, relative, text):
         path = self.root / relative
@@ -1131,6 +1133,12 @@ from django.db import transaction  # noqa: E402
 
 mode, specs = sys.argv[1], json.loads(sys.argv[2])
 results = {}
+if mode == "tables":
+    from django.db import connection  # noqa: E402
+
+    with connection.cursor() as cursor:
+        listed = connection.introspection.get_table_list(cursor)
+    results = {kind: sorted(t.name for t in listed if t.type == kind[0]) for kind in ("tables", "views")}
 for app, spec in specs.items():
     model = apps.get_model(app, spec.get("model", "Item"))
     owner = apps.get_model(app, "Owner")
@@ -1153,6 +1161,10 @@ for app, spec in specs.items():
             outcome[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
     attempt("insert", lambda: model.objects.create(**spec.get("insert", {})))
+    if "link" in spec:  # the new code adds a row of a new model to a many-to-many field of the first row
+        field, related = spec["link"]
+        first = model.objects.order_by("pk").first()
+        attempt("link", lambda: getattr(first, field).add(apps.get_model(app, related).objects.create()))
     if mode == "insert":
         continue
     attempt("read", lambda: list(model.objects.all()))
@@ -1210,10 +1222,10 @@ def run_old_code(project, mode, specs):
     return _json_line(proc)
 
 
-def build_proof(project, changes, specs=None, before_migrate=None):
+def build_proof(project, changes, specs=None, before_migrate=None, before_inspect=None):
     """One app per entry of ``changes`` (app -> (operations, attributes, prelude)), 0001 migrated and seeded
-    by the old code, 0002 pending and judged, then migrated (``before_migrate()`` runs just before).
-    Returns (module result, migrate outcome per app)."""
+    by the old code, 0002 pending and judged (``before_inspect()`` runs just before), then migrated
+    (``before_migrate()`` runs just before). Returns (module result, migrate outcome per app)."""
     apps = list(changes)
     project.setup(apps)
     for app in apps:
@@ -1225,8 +1237,11 @@ def build_proof(project, changes, specs=None, before_migrate=None):
     for app, (operations, attributes, prelude) in changes.items():
         project.migration(app, "0002_change", [(app, "0001_initial")], operations, attributes, prelude)
     project.drop_bytecode()
+    if before_inspect:
+        before_inspect()
     rc, result = project.run(fail_on=[], include_sql=True)
     assert rc == 0, result
+    project.inspected = result
     if before_migrate:
         before_migrate()
     migrated = {app: project.manage("migrate", app, "-v0", check=False) for app in apps}
@@ -1283,8 +1298,7 @@ def data_cases(db):
     # fmt: off
     return {
         "d_trigger": (f"migrations.RunSQL({trigger!r}),", "", "no"),
-        "d_view": ('migrations.RunSQL("CREATE VIEW d_view_v AS SELECT id FROM d_view_item; DROP VIEW d_view_v"),',
-                   "", "no"),
+        "d_view": ('migrations.RunSQL("DROP VIEW d_view_v"),', "", "no"),  # the view exists (see below)
         "d_grant": (f"migrations.RunSQL({grant!r}),", "", "no"),
         "d_update": ('migrations.RunSQL("UPDATE d_update_item SET owner_id = NULL"),', "", "unknown"),
         "d_python": ("migrations.RunPython(purge),", DELETE_ROWS_PRELUDE, "unknown"),
@@ -1301,8 +1315,12 @@ def test_data_loss_agrees_with_the_rows(make_project, combo):
     cases = data_cases(db)
     changes = {app: (operations, "", prelude) for app, (operations, prelude, _loss) in cases.items()}
     specs = {app: {} for app in cases}
-    result, migrated = build_proof(project, changes, specs)
+    view = "CREATE VIEW d_view_v AS SELECT id, code FROM d_view_item"
+    if db == "postgresql":  # created by the superuser: hand it to the application's user, who drops it
+        view += f"; ALTER VIEW d_view_v OWNER TO {project.postgres.user}"
+    result, migrated = build_proof(project, changes, specs, before_inspect=lambda: project.sql(view))
     after = run_old_code(project, "rows", specs)
+    old = run_old_code(project, "exercise", {app: {"insert": {"code": "o"}} for app in cases})
     seeded = [("a", 1), ("b", 2)]
     for app, (_operations, _prelude, loss) in cases.items():
         assert migrated[app].returncode == 0, migrated[app].stderr
@@ -1311,10 +1329,20 @@ def test_data_loss_agrees_with_the_rows(make_project, combo):
         unchanged = [(code, qty) for code, qty, _owner in rows] == seeded and all(row[2] for row in rows)
         assert item["data_loss"] == loss, (app, item)
         assert item["destructive"] is (loss == "yes")
+        # Raw SQL and Python: greenlight cannot know what they do to the old code, and says so.
+        assert item["compatibility"] == U, (app, item)
         if loss == "no":
             assert unchanged, (app, rows)
+            assert set(old[app].values()) == {"ok"}, (app, old[app])  # and the old code keeps working
         else:
             assert not unchanged, (app, rows)  # the rows really changed: "no" would have been a lie
+    # The statements judged "no" did run: the view is gone, and on PostgreSQL everyone may delete.
+    tables = run_old_code(project, "tables", {})
+    assert "d_view_v" not in tables["views"] and "d_view_item" in tables["tables"], tables
+    if db == "postgresql":
+        acl = "SELECT relacl::text FROM pg_class WHERE relname = 'd_grant_item'"
+        acl = project.postgres.psql(acl, project.database)
+        assert "=d/" in acl, acl  # PUBLIC (empty grantee) has DELETE
 
 
 THING_INITIAL = f"""
@@ -1459,27 +1487,186 @@ def test_reverse_of_a_drop(make_project, combo):
 
 
 def test_postgresql_lock_agrees_with_a_table_rewrite(make_project):
-    """lock names the rewrite of int -> bigint (the table's file changes), and not a longer varchar (it stays)."""
+    """lock names the rewrite of int -> bigint (the table's file changes), and not a longer varchar (it stays);
+    lock_table tells the rewrite of a 20,000-row table from that of a 2-row one, as the table's file shows."""
     project = make_project("5.2", "postgresql")
     filenode = "SELECT pg_relation_filenode('{app}_item')"
+    bigint = 'migrations.AlterField("item", "qty", models.BigIntegerField(default=0)),'
     changes = {
-        "l_bigint": ('migrations.AlterField("item", "qty", models.BigIntegerField(default=0)),', "", ""),
+        "l_bigint": (bigint, "", ""),
+        "l_small": (bigint, "", ""),
         "l_varchar": ('migrations.AlterField("item", "code", models.CharField(max_length=40)),', "", ""),
     }
     before = {}
+
+    def grow():
+        project.sql(
+            "INSERT INTO l_bigint_item (code, qty) SELECT 'g', n FROM generate_series(1, 20000) AS n; "
+            "ANALYZE l_bigint_item; ANALYZE l_small_item"
+        )
 
     def remember():
         for app in changes:
             before[app] = project.postgres.psql(filenode.format(app=app), database=project.database)
 
-    result, migrated = build_proof(project, changes, before_migrate=remember)
+    result, migrated = build_proof(project, changes, before_migrate=remember, before_inspect=grow)
     assert all(proc.returncode == 0 for proc in migrated.values())
     for app in changes:
         after = project.postgres.psql(filenode.format(app=app), database=project.database)
         lock = pending_of(result, app)["operations"][0]["lock"]
         assert (lock is not None) == (after != before[app]), (app, lock, before[app], after)
-    assert pending_of(result, "l_bigint")["operations"][0]["lock"].startswith("Changing the column type rewrites")
-    assert [line.split(":")[0] for line in result["locking"]] == ["l_bigint.0002_change"]
+    big, small = (pending_of(result, app)["operations"][0] for app in ("l_bigint", "l_small"))
+    assert big["lock"].startswith("Changing the column type rewrites")
+    assert [line.split(":")[0] for line in result["locking"]] == ["l_bigint.0002_change", "l_small.0002_change"]
+    assert pending_of(result, "l_varchar")["operations"][0]["lock_table"] is None
+    # The row count PostgreSQL itself reports for the table the migration rewrote.
+    rows = int(project.postgres.psql("SELECT count(*) FROM l_bigint_item", database=project.database))
+    assert big["lock_table"]["name"] == "l_bigint_item" and small["lock_table"]["estimated_rows"] == 2
+    assert abs(big["lock_table"]["estimated_rows"] - rows) <= rows * 0.05, (rows, big)
+    assert big["lock_table"]["bytes"] > 50 * small["lock_table"]["bytes"] > 0
+    assert f"Table l_bigint_item: about {big['lock_table']['estimated_rows']:,} rows, " in big["lock"], big
+
+
+def migrate_while_the_old_code_waits(project, app, table):
+    """``migrate app`` on PostgreSQL while the old code's query on ``table`` waits in the lock queue behind the
+    migration's first lock on it (a reader holds the table until both wait). Returns the old code's outcome."""
+    server, database = project.postgres, project.database
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity "  # noqa: S608 - test data
+        f"WHERE datname = '{database}' AND wait_event_type = 'Lock'"
+    )
+
+    def wait_for(count):
+        for _attempt in range(300):  # bounded: at most about 30 s
+            if int(server.psql(waiting, database)) >= count:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"{count} session(s) never waited for the lock on {table}")
+
+    reader = subprocess.Popen(
+        ["docker", "exec", "-i", "-u", "postgres", server.container, "psql", "-XAtq", "-d", database],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    env = dict(os.environ, **project.env, PYTHONDONTWRITEBYTECODE="1")
+    try:
+        reader.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS SHARE MODE; SELECT 'locked';\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().strip() == "locked"
+        migrate = subprocess.Popen(
+            [str(project.python), "manage.py", "migrate", app, "-v0"],
+            cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(1)
+        spec = json.dumps({app: {"model": "Owner", "insert": {"name": "w"}}})
+        old = subprocess.Popen(
+            [str(project.python), "old_code.py", "exercise", spec],
+            cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(2)
+    finally:
+        reader.communicate("COMMIT;\n", timeout=30)
+    _out, err = migrate.communicate(timeout=120)
+    assert migrate.returncode == 0, err
+    out, err = old.communicate(timeout=120)
+    assert old.returncode == 0, err
+    return _json_line(subprocess.CompletedProcess(old.args, 0, out, err))[app]
+
+
+def test_table_renamed_back_by_a_later_migration(make_project):
+    """RenameModel + AlterModelTable back cancel out in one atomic migration, not across two migrations of the
+    plan (here with another app's migration between them): each commits on its own, and the old code's query
+    that waits for the rename's lock finds no table. The same old query waits and succeeds in the first case."""
+    project = make_project("5.2", "postgresql")
+    rename, back = 'migrations.RenameModel("Owner", "Person"),', 'migrations.AlterModelTable("person", "{app}_owner"),'
+    changes = {
+        "r_same": (rename + "\n" + back.format(app="r_same"), "", ""),
+        "r_split": (rename, "", ""),
+        "r_zother": ('migrations.RunSQL("SELECT 1", migrations.RunSQL.noop),', "greenlight_safe = True", ""),
+    }
+    outcome = {}
+
+    def split_the_rename():  # r_split.0002, then r_zother.0002, then r_split.0003 that renames the table back
+        other = [("r_zother", "0001_initial"), ("r_split", "0002_change")]
+        project.migration("r_zother", "0002_change", other, changes["r_zother"][0], changes["r_zother"][1])
+        deps = [("r_split", "0002_change"), ("r_zother", "0002_change")]
+        project.migration("r_split", "0003_back", deps, back.format(app="r_split"))
+        project.drop_bytecode()
+
+    def race():
+        for app in ("r_same", "r_split"):
+            outcome[app] = migrate_while_the_old_code_waits(project, app, f"{app}_owner")
+
+    result, migrated = build_proof(project, changes, before_inspect=split_the_rename, before_migrate=race)
+    assert [line for line in result["plan"] if line.startswith("r_")] == [
+        "r_same.0002_change", "r_split.0002_change", "r_zother.0002_change", "r_split.0003_back",
+    ]  # fmt: skip
+    same, split, split_back = (
+        pending_of(result, "r_same"),
+        pending_of(result, "r_split"),
+        pending_of(result, "r_split", "0003_back"),
+    )
+    assert (same["compatibility"], split["compatibility"], split_back["compatibility"]) == (C, X, C), result
+    assert split["operations"][0]["reason"].startswith("A later migration of this plan renames the table back")
+    assert split_back["operations"][0]["reason"].startswith("Gives the table back the name the old code uses")
+    assert result["backward_compatible"] is False
+    # The proof, with the old code running during the migration.
+    assert outcome["r_same"]["insert"] == "ok", outcome
+    assert 'relation "r_split_owner" does not exist' in outcome["r_split"]["insert"], outcome
+    # Once both have run, the old code works again: only the moment between the two migrations breaks it.
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    after = run_old_code(project, "exercise", {app: {"model": "Owner", "insert": {"name": "n"}} for app in outcome})
+    assert {value for app in outcome for value in after[app].values()} == {"ok"}, after
+
+
+# Lock modes that make the old code's INSERT/UPDATE/DELETE (ROW EXCLUSIVE) wait.
+BLOCKS_WRITES = {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"}
+
+
+def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project):
+    """Each lock the module names is held by the migration's own SQL (the module's include_sql, run in a
+    transaction that is rolled back): SET NOT NULL and an index built without CONCURRENTLY block the old
+    code's writes on the table, a new foreign key also those on the table it references."""
+    project = make_project("5.2", "postgresql")
+    fk = "models.ForeignKey(null={null}, on_delete=django.db.models.deletion.CASCADE, to='{app}.owner')"
+    changes = {
+        "k_notnull": (f'migrations.AlterField("item", "owner", {fk.format(null=False, app="k_notnull")}),', "", ""),
+        "k_index": ('migrations.AlterField("item", "code", models.CharField(max_length=10, db_index=True)),', "", ""),
+        "k_fk": (f'migrations.AddField("item", "buyer", {fk.format(null=True, app="k_fk")}),', "", ""),
+    }
+    expected = {
+        "k_notnull": ("SET NOT NULL scans", {"k_notnull_item": "AccessExclusiveLock"}),
+        "k_index": ("Builds an index without CONCURRENTLY", {"k_index_item": "ShareLock"}),
+        "k_fk": ("Adding a FOREIGN KEY", {"k_fk_item": "AccessExclusiveLock", "k_fk_owner": "ShareRowExclusiveLock"}),
+    }
+    taken = {}
+
+    def run_the_sql_in_a_transaction():  # on the schema that was inspected, before migrate
+        for app, (_lock, modes) in expected.items():
+            sql = pending_of(project.inspected, app)["sql"]
+            statements = [line for line in sql if line not in ("BEGIN;", "COMMIT;") and not line.startswith("--")]
+            held = " UNION ".join(
+                f"SELECT '{table}', mode FROM pg_locks WHERE locktype = 'relation' AND pid = pg_backend_pid() "  # noqa: S608
+                f"AND relation = '{table}'::regclass"
+                for table in modes
+            )
+            script = "BEGIN;\n" + "\n".join(statements) + f"\n{held};\nROLLBACK;\n"
+            proc = subprocess.run(
+                ["docker", "exec", "-i", "-u", "postgres", project.postgres.container, "psql", "-XAtq",
+                 "-v", "ON_ERROR_STOP=1", "-d", project.database],
+                input=script, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, (script, proc.stderr)
+            for line in proc.stdout.splitlines():
+                table, mode = line.split("|")
+                taken.setdefault(table, set()).add(mode)
+
+    result, migrated = build_proof(project, changes, before_migrate=run_the_sql_in_a_transaction)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    for app, (lock, modes) in expected.items():
+        operation = pending_of(result, app)["operations"][0]
+        assert operation["lock"].startswith(lock) and operation["lock_table"]["name"] == f"{app}_item", operation
+        for table, mode in modes.items():
+            assert mode in taken.get(table, set()) and taken[table] & BLOCKS_WRITES, (app, table, taken)
 
 
 NEW_CODE_MODELS = {
@@ -1489,6 +1676,9 @@ NEW_CODE_MODELS = {
     ),
     "n_fk": PROOF_MODELS
     + "\n\nclass Review(models.Model):\n    owner = models.ForeignKey(Owner, on_delete=models.CASCADE)\n",
+    # A new many-to-many field on the old Item to a new Tag: the join table references Item (the source side).
+    "n_m2m": PROOF_MODELS.replace("class Owner(", "class Tag(models.Model):\n    pass\n\n\nclass Owner(")
+    + "    tags = models.ManyToManyField(Tag)\n",
 }
 
 
@@ -1503,10 +1693,12 @@ def test_new_code_direction(make_project, combo):
         f'migrations.CreateModel(name="Review", fields=[("id", {ID_FIELD}), ("owner", models.ForeignKey('
         'on_delete=django.db.models.deletion.CASCADE, to="n_fk.owner"))]),'
     )
+    tag = f'migrations.CreateModel(name="Tag", fields=[("id", {ID_FIELD})]),'
     changes = {
         "n_state": (state_only.format("item", "code"), "", ""),
         "n_nullable": (state_only.format("item", "owner"), "", ""),
         "n_fk": (review, "", ""),
+        "n_m2m": (tag + '\nmigrations.AddField("item", "tags", models.ManyToManyField(to="n_m2m.tag")),', "", ""),
     }
     result, migrated = build_proof(project, changes)
     assert all(proc.returncode == 0 for proc in migrated.values())
@@ -1516,22 +1708,39 @@ def test_new_code_direction(make_project, combo):
     new = run_old_code(
         project,
         "insert",
-        {"n_state": {}, "n_nullable": {"code": "n"}, "n_fk": {"model": "Review", "insert": {"owner_id": 1}}},
+        {
+            "n_state": {},
+            "n_nullable": {"code": "n"},
+            "n_fk": {"model": "Review", "insert": {"owner_id": 1}},
+            "n_m2m": {"insert": {"code": "n"}, "link": ["tags", "Tag"]},
+        },
     )
-    project.write("n_fk/models.py", PROOF_MODELS)
+    for app in ("n_fk", "n_m2m"):
+        project.write(f"{app}/models.py", PROOF_MODELS)
     project.drop_bytecode()
-    old = run_old_code(project, "exercise", {"n_fk": {"model": "Owner", "insert": {"name": "n"}}})
+    old = run_old_code(
+        project, "exercise", {"n_fk": {"model": "Owner", "insert": {"name": "n"}}, "n_m2m": {"insert": {"code": "o"}}}
+    )
     reality = {
         "n_state": new["n_state"]["insert"] == "ok",
         "n_nullable": new["n_nullable"]["insert"] == "ok",
         "n_fk": new["n_fk"]["insert"] == "ok" and old["n_fk"]["delete"] == "ok",
+        "n_m2m": new["n_m2m"]["link"] == "ok" and old["n_m2m"]["delete"] == "ok",
     }
-    assert reality == {"n_state": False, "n_nullable": True, "n_fk": False}, (new, old)
+    assert reality == {"n_state": False, "n_nullable": True, "n_fk": False, "n_m2m": False}, (new, old)
+    assert new["n_m2m"]["link"] == "ok" and "IntegrityError" in old["n_m2m"]["delete"], (new, old)
+    assert {outcome for name, outcome in old["n_m2m"].items() if name != "delete"} == {"ok"}, old
     for app, works in reality.items():
-        problem = pending_of(result, app)["operations"][0]["new_code"]
-        assert (problem is None) == works, (app, problem)
+        problems = [op["new_code"] for op in pending_of(result, app)["operations"] if op["new_code"]]
+        assert (not problems) == works, (app, problems)
         assert pending_of(result, app)["compatibility"] == C  # the old code alone is fine
-    assert sorted(line.split(":")[0] for line in result["new_code"]) == ["n_fk.0002_change", "n_state.0002_change"]
+    m2m = pending_of(result, "n_m2m")["operations"]
+    assert m2m[0]["new_code"] is None and m2m[1]["new_code"].startswith("Once the new code writes rows"), m2m
+    assert sorted(line.split(":")[0] for line in result["new_code"]) == [
+        "n_fk.0002_change",
+        "n_m2m.0002_change",
+        "n_state.0002_change",
+    ]
 
 
 def test_weak_inputs_get_a_message_that_names_the_place(make_project, tmp_path):

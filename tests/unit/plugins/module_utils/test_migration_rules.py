@@ -314,6 +314,15 @@ TABLE_CASES = [
     ("RemoveField, fresh database", op("RemoveField", field=field(), fresh_database=True), C, False, "The database"),
     ("RenameModel renamed back", op("RenameModel", table_restored=True), C, False, "The same atomic migration"),
     ("AlterModelTable back", op("AlterModelTable", table_restored=True), C, False, "Gives the table back"),
+    ("RenameModel back later", op("RenameModel", restored_by="a.0003_back"), X, False, "A later migration of this"),
+    ("AlterModelTable back later", op("AlterModelTable", restored_by="a.0003"), X, False, "A later migration of"),
+    (
+        "AlterModelTable back of earlier",
+        op("AlterModelTable", restores_rename_of="a.0002"),
+        C,
+        False,
+        "Gives the table back the name the old code uses",
+    ),
 ]
 
 
@@ -456,6 +465,7 @@ def test_classify_migration_takes_the_worst_and_all_reversible():
         "reverse_loses_data",
         "fails",
         "lock",
+        "lock_table",
         "new_code",
         "reason",
     }
@@ -564,6 +574,29 @@ def test_postgresql_locks(facts, lock):
 def test_new_code_direction(facts, problem):
     found = rules.new_code_problem(facts, rules.operation_kind(facts))
     assert (found or "").startswith(problem or "") and (found is None) == (problem is None), found
+
+
+def test_lock_says_how_big_the_table_is():
+    facts = dict(alter({"db_type": "integer"}, {"db_type": "bigint"}), model={"db_table": "shop_item"})
+    migration = entry("0002_big", [facts, dict(alter({}, {}), model={"db_table": "shop_item"})])
+    sizes = {"shop_item": {"estimated_rows": 12345678, "bytes": 3 * 1024**3}}
+    result = rules.build_result({"pending": [migration], "database": {"vendor": "postgresql"}, "table_sizes": sizes})
+    big, other = result["pending"][0]["operations"]
+    assert big["lock_table"] == {"name": "shop_item", "estimated_rows": 12345678, "bytes": 3 * 1024**3}
+    assert big["lock"].endswith(" Table shop_item: about 12,345,678 rows, 3.0 GB (PostgreSQL's estimate).")
+    assert result["locking"][0].endswith(big["lock"])
+    assert other["lock"] is None and other["lock_table"] is None
+    never_analyzed = {"shop_item": {"estimated_rows": None, "bytes": 8192}}
+    result = rules.build_result(
+        {"pending": [entry("0002_big", [facts])], "database": {"vendor": "postgresql"}, "table_sizes": never_analyzed}
+    )
+    assert result["pending"][0]["operations"][0]["lock"].endswith(
+        " Table shop_item: an unknown number of rows (never analyzed), 8.0 kB (PostgreSQL's estimate)."
+    )
+    # No size known (the table was not found): the lock stays as it was, the size is null.
+    result = rules.build_result({"pending": [entry("0002_big", [facts])], "database": {"vendor": "postgresql"}})
+    operation = result["pending"][0]["operations"][0]
+    assert operation["lock"].endswith("switch to it.") and operation["lock_table"]["bytes"] is None
 
 
 def test_greenlight_safe_accepts_but_keeps_destructive():
