@@ -354,7 +354,7 @@ def test_invalid_inputs_are_refused_before_any_change(host, tmp_path):
     result = run_step("invalid_inputs.yml", inventory=str(inventory))
     assert succeeded(result), tail(result)
     assert "changed=0" in result.stdout
-    assert "rescued=8" in result.stdout
+    assert "rescued=9" in result.stdout
 
 
 # --- a second application on the same server ------------------------------------------------------------------
