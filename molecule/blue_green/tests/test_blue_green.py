@@ -125,10 +125,10 @@ def test_v2_switches_to_green_without_a_failed_request(host):
     assert served_version(host) == "v2"
     assert active_colour(host) == "green"
     assert not host.service("greenlight-demo@blue").is_running
-    assert host.socket("unix:///run/greenlight-demo-green/gunicorn.sock").is_listening
+    assert host.socket("unix:///run/greenlight-demo/green.sock").is_listening
     assert not host.socket("tcp://127.0.0.1:8001").is_listening
-    assert upstream_servers(host, "green") == ["unix:/run/greenlight-demo-green/gunicorn.sock"]
-    assert upstream_servers(host, "blue") == ["unix:/run/greenlight-demo-blue/gunicorn.sock"]
+    assert upstream_servers(host, "green") == ["unix:/run/greenlight-demo/green.sock"]
+    assert upstream_servers(host, "blue") == ["unix:/run/greenlight-demo/blue.sock"]
     assert summary()["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
 
 

@@ -65,7 +65,7 @@ def tail(result) -> str:
 
 def socket_of(instance: str, app: str = "demo") -> str:
     """The unix socket gunicorn listens on by default for an instance."""
-    return f"/run/greenlight-{app}-{instance}/gunicorn.sock"
+    return f"/run/greenlight-{app}/{instance}.sock"
 
 
 def http(host, path: str, instance: str = "", site: str = "") -> tuple[int, dict[str, str], str]:
@@ -115,18 +115,20 @@ def test_gunicorn_runs_unprivileged_on_a_unix_socket_only_nginx_reaches(host):
     assert not host.socket("tcp://127.0.0.1:8000").is_listening
     owners = host.check_output("ps -eo user:20=,args= | grep '[g]unicorn' | awk '{print $1}' | sort -u")
     assert owners.split() == ["demo"]
-    # The instance's runtime directory: the app user owns it, nginx's group may pass through, nobody else.
-    directory = host.file("/run/greenlight-demo-current")
+    # The application's socket directory: the app user owns it, nginx's group may pass through, nobody else.
+    directory = host.file("/run/greenlight-demo")
     assert (directory.user, directory.group, directory.mode) == ("demo", "www-data", 0o710)
     curl = f"curl -s --max-time 5 --unix-socket {socket_of('current')} http://127.0.0.1/version"
     assert host.check_output(f"runuser -u www-data -- {curl}") == "v1"
     assert host.run(f"runuser -u nobody -- {curl}").rc != 0
-    # gunicorn's control socket in the same directory stays the app user's alone.
+    # A reload (systemd runs a command of the unit) leaves the directory to nginx's group.
+    host.check_output("systemctl reload greenlight-demo@current")
+    assert host.file("/run/greenlight-demo").group == "www-data"
+    # gunicorn's control socket stays the app user's alone, in the instance's runtime directory.
+    assert host.file("/run/greenlight-demo-current").mode == 0o700
     control = "/run/greenlight-demo-current/gunicorn.ctl"
-    if host.file(control).exists:
-        assert host.file(control).mode == 0o600
-        probe = f"python3 -c \"import socket; socket.socket(socket.AF_UNIX).connect('{control}')\""
-        assert host.run(f"runuser -u www-data -- {probe}").rc != 0
+    probe = f"python3 -c \"import socket; socket.socket(socket.AF_UNIX).connect('{control}')\""
+    assert host.run(f"runuser -u www-data -- {probe}").rc != 0
 
 
 def test_the_app_user_cannot_write_its_code_but_can_write_media(host):

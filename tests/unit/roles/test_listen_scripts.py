@@ -106,7 +106,7 @@ def collisions(tmp_path, app: str, *wanted: str) -> list[dict]:
 def test_collisions_are_found_in_other_units_and_upstreams_only(tmp_path):
     write(
         tmp_path / "systemd" / "greenlight-shop@.service",
-        "[Service]\nEnvironment=GREENLIGHT_WSGI_BIND_current=unix:/run/greenlight-shop-current/gunicorn.sock\n"
+        "[Service]\nEnvironment=GREENLIGHT_WSGI_BIND_current=unix:/run/greenlight-shop/current.sock\n"
         "Environment=GREENLIGHT_WSGI_BIND_blue=127.0.0.1:8001\n",
     )
     write(
@@ -122,8 +122,8 @@ def test_collisions_are_found_in_other_units_and_upstreams_only(tmp_path):
     )
     assert [(item["instance"], item["app"]) for item in found] == [("blue", "shop"), ("green", "blog")]
     assert found[0]["declared_in"].endswith("greenlight-shop@.service")
-    assert collisions(tmp_path, "demo", "current=unix:/run/greenlight-shop-current/gunicorn.sock")[0]["app"] == "shop"
-    assert collisions(tmp_path, "demo", "current=unix:/run/greenlight-demo-current/gunicorn.sock") == []
+    assert collisions(tmp_path, "demo", "current=unix:/run/greenlight-shop/current.sock")[0]["app"] == "shop"
+    assert collisions(tmp_path, "demo", "current=unix:/run/greenlight-demo/current.sock") == []
 
 
 def test_the_drop_ins_of_the_first_version_count_too(tmp_path):
@@ -149,7 +149,7 @@ def test_an_old_upstream_address_is_kept_while_it_accepts_connections(tmp_path, 
         f"    server unix:{gunicorn_socket} max_fails=0;\n}}\n"
     )
     try:
-        assert still_served.main([str(conf), "unix:/run/greenlight-demo-blue/gunicorn.sock"]) == 0
+        assert still_served.main([str(conf), "unix:/run/greenlight-demo/blue.sock"]) == 0
         assert json.loads(capsys.readouterr().out) == [f"127.0.0.1:{port}", f"unix:{gunicorn_socket}"]
         assert still_served.main([str(conf), f"127.0.0.1:{port}"]) == 0
         assert json.loads(capsys.readouterr().out) == [f"unix:{gunicorn_socket}"]
