@@ -101,14 +101,23 @@ def assert_no_failed_request(report: dict) -> None:
     assert len(answered) == 2 and answered[0] >= 20, report
 
 
+def upstream_servers(host, colour: str) -> list[str]:
+    conf = host.file(f"/etc/nginx/greenlight/demo/upstream-{colour}.conf").content_string
+    return [line.split()[1] for line in conf.splitlines() if line.strip().startswith("server ")]
+
+
 def test_v1_serves_from_blue(host):
     assert served_version(host) == "v1"
     assert active_colour(host) == "blue"
     assert host.service("greenlight-demo@blue").is_running
     assert summary()["outcome"] == "deployed"
+    # converge used the ports of earlier versions
+    assert host.socket("tcp://127.0.0.1:8001").is_listening
+    assert upstream_servers(host, "blue") == ["127.0.0.1:8001"]
 
 
 def test_v2_switches_to_green_without_a_failed_request(host):
+    # Also the upgrade of a server deployed on ports: v2 goes out with the default settings, unix sockets.
     result, report = under_load(host, lambda: playbook("deploy_blue_green.yml", "v2"))
     assert result.returncode == 0, out(result)
     assert_no_failed_request(report)
@@ -116,6 +125,10 @@ def test_v2_switches_to_green_without_a_failed_request(host):
     assert served_version(host) == "v2"
     assert active_colour(host) == "green"
     assert not host.service("greenlight-demo@blue").is_running
+    assert host.socket("unix:///run/greenlight-demo/green.sock").is_listening
+    assert not host.socket("tcp://127.0.0.1:8001").is_listening
+    assert upstream_servers(host, "green") == ["unix:/run/greenlight-demo/green.sock"]
+    assert upstream_servers(host, "blue") == ["unix:/run/greenlight-demo/blue.sock"]
     assert summary()["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
 
 

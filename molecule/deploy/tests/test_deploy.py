@@ -81,6 +81,7 @@ def write_note(host, title: str) -> None:
 
 def test_v1_serves_through_nginx(host):
     assert served_version(host) == "v1"
+    assert host.socket("tcp://127.0.0.1:8000").is_listening  # converge used the ports of earlier versions
     assert host.check_output("curl -s http://127.0.0.1/healthz").strip() == "ok v1"
     assert host.service("greenlight-demo@current").is_running
     report = summary()
@@ -105,6 +106,14 @@ def test_v2_deploys_in_a_short_window_and_keeps_the_rows(host):
     host.run(f"touch {PROBE}.stop; sleep 0.5; rm -f {PROBE}.stop")
     assert result.returncode == 0, out(result)
     assert served_version(host) == "v2"
+    # converge used the ports of earlier versions; v2 (default settings) moved gunicorn to its unix socket, and
+    # nginx, which sent requests to both until gunicorn restarted, to the socket alone.
+    assert host.socket("unix:///run/greenlight-demo/current.sock").is_listening
+    assert not host.socket("tcp://127.0.0.1:8000").is_listening
+    upstream = host.file("/etc/nginx/greenlight/demo/upstream-current.conf").content_string
+    assert [line.split()[1] for line in upstream.splitlines() if line.strip().startswith("server ")] == [
+        "unix:/run/greenlight-demo/current.sock"
+    ]
     rows_after = host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE title LIKE 'before-v2-%'\"")
     assert rows_after == rows_before == "5"
     assert host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE tag = 'legacy'\"") == rows_after

@@ -103,20 +103,15 @@ def test_v2_blue_green_migrates_once_and_switches_host_by_host():
 
 
 def test_a_release_that_cannot_start_on_one_host_switches_no_host():
-    # The idle colour's port is taken on app2 only: its new gunicorn cannot bind.
+    # The idle colour cannot start on app2 only: a drop-in there makes its unit fail before gunicorn runs.
     active = docker_exec(APPS[1], "readlink", "/etc/nginx/greenlight/demo/active.conf")
-    idle_port = "8002" if "blue" in active else "8001"
+    idle = "green" if "blue" in active else "blue"
+    dropin = f"/etc/systemd/system/greenlight-demo@{idle}.service.d/broken.conf"
     docker_exec(
         APPS[1],
-        "systemd-run",
-        "--unit",
-        "port-squatter",
-        "python3",
-        "-m",
-        "http.server",
-        "--bind",
-        "127.0.0.1",
-        idle_port,
+        "sh",
+        "-c",
+        f"mkdir -p $(dirname {dropin}) && printf '[Service]\\nExecStartPre=/bin/false\\n' > {dropin}",
     )
     try:
         before = [docker_exec(app, "readlink", "/etc/nginx/greenlight/demo/active.conf") for app in APPS]
@@ -132,4 +127,4 @@ def test_a_release_that_cannot_start_on_one_host_switches_no_host():
         assert [docker_exec(app, "readlink", "/etc/nginx/greenlight/demo/active.conf") for app in APPS] == before
         assert [served(app) for app in APPS] == ["v2", "v2"]
     finally:
-        docker_exec(APPS[1], "systemctl", "stop", "port-squatter")
+        docker_exec(APPS[1], "sh", "-c", f"rm -rf $(dirname {dropin}) && systemctl daemon-reload")

@@ -63,9 +63,17 @@ def tail(result) -> str:
     return output_of(result)[-6000:]
 
 
-def http(host, path: str, port: int = 80) -> tuple[int, dict[str, str], str]:
-    """(status, headers, body) of a GET from inside the container."""
-    raw = host.check_output(f"curl -s -D - --max-time 10 http://127.0.0.1:{port}{path}")
+def socket_of(instance: str, app: str = "demo") -> str:
+    """The unix socket gunicorn listens on by default for an instance."""
+    return f"/run/greenlight-{app}/{instance}.sock"
+
+
+def http(host, path: str, instance: str = "", site: str = "") -> tuple[int, dict[str, str], str]:
+    """(status, headers, body) of a GET from inside the container: through nginx, or straight from an instance's
+    gunicorn over its unix socket. site: the Host header nginx sees."""
+    via = f"--unix-socket {socket_of(instance)} " if instance else ""
+    name = f"-H 'Host: {site}' " if site else ""
+    raw = host.check_output(f"curl -s -D - --max-time 10 {via}{name}http://127.0.0.1{path}")
     head, _sep, body = raw.replace("\r\n", "\n").partition("\n\n")
     lines = head.splitlines()
     status = int(lines[0].split()[1])
@@ -115,14 +123,28 @@ def test_static_files_come_from_the_active_release(host):
     assert host.file(f"{APP}/current/static/admin/css/base.css").exists
 
 
-def test_gunicorn_runs_unprivileged_on_loopback(host):
+def test_gunicorn_runs_unprivileged_on_a_unix_socket_only_nginx_reaches(host):
     unit = host.service("greenlight-demo@current")
     assert unit.is_running
     assert unit.is_enabled
-    assert host.socket("tcp://127.0.0.1:8000").is_listening
-    assert not host.socket("tcp://0.0.0.0:8000").is_listening
+    assert host.socket(f"unix://{socket_of('current')}").is_listening
+    assert not host.socket("tcp://127.0.0.1:8000").is_listening
     owners = host.check_output("ps -eo user:20=,args= | grep '[g]unicorn' | awk '{print $1}' | sort -u")
     assert owners.split() == ["demo"]
+    # The application's socket directory: the app user owns it, nginx's group may pass through, nobody else.
+    directory = host.file("/run/greenlight-demo")
+    assert (directory.user, directory.group, directory.mode) == ("demo", "www-data", 0o710)
+    curl = f"curl -s --max-time 5 --unix-socket {socket_of('current')} http://127.0.0.1/version"
+    assert host.check_output(f"runuser -u www-data -- {curl}") == "v1"
+    assert host.run(f"runuser -u nobody -- {curl}").rc != 0
+    # A reload (systemd runs a command of the unit) leaves the directory to nginx's group.
+    host.check_output("systemctl reload greenlight-demo@current")
+    assert host.file("/run/greenlight-demo").group == "www-data"
+    # gunicorn's control socket stays the app user's alone, in the instance's runtime directory.
+    assert host.file("/run/greenlight-demo-current").mode == 0o700
+    control = "/run/greenlight-demo-current/gunicorn.ctl"
+    probe = f"python3 -c \"import socket; socket.socket(socket.AF_UNIX).connect('{control}')\""
+    assert host.run(f"runuser -u www-data -- {probe}").rc != 0
 
 
 def test_the_app_user_cannot_write_its_code_but_can_write_media(host):
@@ -181,7 +203,7 @@ def test_the_downtime_window_shows_the_maintenance_page(host):
     assert not host.service("greenlight-demo@current").is_running
     # tasks_from stop disables by default (wsgi_stop_disables): a stopped instance does not come back at boot
     assert not host.service("greenlight-demo@current").is_enabled
-    assert not host.socket("tcp://127.0.0.1:8000").is_listening
+    assert not host.file(socket_of("current")).exists
 
 
 def test_closing_the_window_switches_current_and_serves_v2(host):
@@ -229,7 +251,7 @@ def test_the_idle_colour_is_prepared_and_healthy(host):
     assert succeeded(result), tail(result)
     STATE["v2b"] = release_of(host, "green")
     assert host.service("greenlight-demo@green").is_running
-    assert http(host, "/version", port=8002)[2].strip() == "v2b"
+    assert http(host, "/version", instance="green")[2].strip() == "v2b"
     assert http(host, "/version")[2].strip() == "v2", "nginx must still send traffic to current"
 
 
@@ -350,4 +372,97 @@ def test_invalid_inputs_are_refused_before_any_change(host, tmp_path):
     result = run_step("invalid_inputs.yml", inventory=str(inventory))
     assert succeeded(result), tail(result)
     assert "changed=0" in result.stdout
-    assert "rescued=8" in result.stdout
+    assert "rescued=9" in result.stdout
+
+
+# --- a second application on the same server ------------------------------------------------------------------
+
+
+def deploy_app(tmp_path, app: str, **extra) -> subprocess.CompletedProcess:
+    """Deploy the demo project's v1 as application `app` with the simple deploy playbook and its default settings
+    (only what every application must say: name, sources, environment, site name). The inventory file alone,
+    without the scenario's group_vars, which are the roles' settings for demo."""
+    inventory = tmp_path / "inventory.yml"
+    shutil.copy(INVENTORY, inventory)
+    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    app_vars = {
+        "greenlight_app_name": app,
+        "greenlight_wsgi_application": "demo.wsgi:application",
+        "greenlight_source_dir": str(ephemeral / "demo" / "v1"),
+        "greenlight_server_name": f"{app}.test",
+        "greenlight_summary_file": str(tmp_path / "summary.json"),
+        "greenlight_environment": {
+            "DJANGO_SECRET_KEY": "molecule-only-secret-key-of-the-second-application-0123456789-abcdef",
+            "DATABASE_URL": f"postgres://demo:demo-db-password@127.0.0.1:5432/{app}",
+            "DJANGO_ALLOWED_HOSTS": f"{app}.test,127.0.0.1,localhost",
+        },
+        **extra,
+    }
+    (tmp_path / "app.json").write_text(json.dumps(app_vars))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
+    config = ephemeral / "ansible.cfg"
+    if config.is_file():
+        env["ANSIBLE_CONFIG"] = str(config)
+    argv = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        "-i",
+        str(inventory),
+        str(PROJECT / "playbooks" / "deploy.yml"),
+        "-e",
+        f"@{tmp_path / 'app.json'}",
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
+
+
+def notes_of(host, site: str) -> str:
+    return http(host, "/notes/", site=site)[2]
+
+
+def test_a_second_application_with_default_settings_serves_beside_the_first(host, tmp_path):
+    host.run("runuser -u postgres -- createdb -O demo shop")
+    result = deploy_app(tmp_path, "shop")
+    assert succeeded(result), tail(result)
+    # nginx answers each site from its own application: shop.test from shop's v1, the default site from demo.
+    assert http(host, "/version", site="shop.test")[2].strip() == "v1"
+    assert http(host, "/version")[2].strip() == "v2b"
+    assert host.socket(f"unix://{socket_of('current', 'shop')}").is_listening
+    assert host.service("greenlight-shop@current").is_running
+    assert host.service("greenlight-demo@green").is_running
+    # Each application writes its own database.
+    host.check_output(
+        f"curl -sf --max-time 10 -H 'Host: shop.test' -X POST -d title=sold-in-the-shop {'http://127.0.0.1/notes/new'}"
+    )
+    host.check_output("curl -sf --max-time 10 -X POST -d title=noted-in-the-demo http://127.0.0.1/notes/new")
+    assert "sold-in-the-shop" in notes_of(host, "shop.test")
+    assert "noted-in-the-demo" not in notes_of(host, "shop.test")
+    assert "noted-in-the-demo" in notes_of(host, "127.0.0.1")
+    assert "sold-in-the-shop" not in notes_of(host, "127.0.0.1")
+
+
+def test_an_address_another_application_uses_is_refused_before_any_change(host, tmp_path):
+    taken = f"unix:{socket_of('current', 'shop')}"
+    result = deploy_app(tmp_path, "clash", greenlight_listen={"current": taken})
+    assert not succeeded(result)
+    text = output_of(result)
+    assert f"clash would listen on {taken} (current), which application shop" in text, tail(result)
+    assert "Nothing was changed" in text and "greenlight_listen" in text
+    assert not host.file("/srv/clash").exists
+    assert not host.file("/etc/systemd/system/greenlight-clash@.service").exists
+    assert not host.file("/etc/nginx/conf.d/greenlight-clash.conf").exists
+    assert not host.file("/etc/nginx/greenlight/clash").exists
+    # A port another application's nginx upstream names is refused the same way.
+    host.run(
+        "mkdir -p /etc/nginx/greenlight/legacy && printf 'upstream x {\\n    server 127.0.0.1:8000 max_fails=0;\\n}\\n'"
+        " > /etc/nginx/greenlight/legacy/upstream-current.conf"
+    )
+    try:
+        result = deploy_app(tmp_path, "clash", greenlight_listen={"current": 8000, "blue": 8001, "green": 8002})
+        assert not succeeded(result)
+        assert "clash would listen on 127.0.0.1:8000 (current), which application legacy" in output_of(result), tail(
+            result
+        )
+        assert not host.file("/srv/clash").exists
+    finally:
+        host.run("rm -rf /etc/nginx/greenlight/legacy")
+    assert http(host, "/version", site="shop.test")[2].strip() == "v1"
