@@ -146,3 +146,61 @@ def test_export_lock_reads_the_files_on_stdin():
         check=False,
     )
     assert result.returncode == 3 and "uv.lock of repo at abc has no pyproject.toml" in result.stderr
+
+
+def read_git_source(tmp_path: Path, repository: Path) -> subprocess.CompletedProcess:
+    """code_sync's source step for a git source, on this machine: the clone, the files of the commit, the export."""
+    out = tmp_path / "out.json"
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars": {
+                "code_sync_app_name": "demo",
+                "code_sync_app_root": str(tmp_path / "app"),
+                "code_sync_source_type": "git",
+                "code_sync_git_repo": str(repository),
+            },
+            "tasks": [
+                {"ansible.builtin.include_role": {"name": "greenlight.django.code_sync", "tasks_from": "source"}},
+                {
+                    "ansible.builtin.copy": {
+                        "content": "{{ {'requirements': __code_sync_requirements} | to_json }}",
+                        "dest": str(out),
+                        "mode": "0644",
+                    }
+                },
+            ],
+        }
+    ]
+    (tmp_path / "play.json").write_text(json.dumps(play))
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            *("-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"),
+            *("-e", "ansible_become=false", str(tmp_path / "play.json")),
+        ],
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "build" / "collections")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_a_git_source_has_its_uv_lock_exported_on_the_controller(uv_project, tmp_path_factory):
+    git = ["git", "-C", str(uv_project), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "lock"], check=True)
+    work = tmp_path_factory.mktemp("git-play")
+    result = read_git_source(work, uv_project)
+    assert result.returncode == 0, result.stdout[-3000:]
+    requirements = json.loads((work / "out.json").read_text())["requirements"]
+    assert {"django==5.2.19", "gunicorn==27.0.1", "psycopg==3.3.9"} <= pins(requirements)
+
+    (uv_project / "uv.lock").write_text("version = 1\n[[package]\n")
+    subprocess.run([*git, "commit", "-qam", "broken lock"], check=True)
+    result = read_git_source(tmp_path_factory.mktemp("git-play"), uv_project)
+    assert result.returncode != 0
+    assert "code_sync: uv cannot export uv.lock of" in result.stdout and "Failed to parse" in result.stdout
