@@ -6,7 +6,10 @@ later version in ``overlays/<version>/``. An overlay holds only what differs
 from the version it builds on (named by ``"parent"`` in its ``overlay.json``):
 
 * a file in the overlay replaces the file at the same path, or adds it;
-* an empty file named ``<name>.delete`` removes ``<name>`` (file or folder).
+* an empty file named ``<name>.delete`` removes ``<name>`` (file or folder);
+* ``"move": {"<from>": "<to>"}`` in ``overlay.json`` moves a file or folder
+  of the parent before the overlay's files are applied (a src layout moves
+  the packages under ``src/``).
 
 Usage::
 
@@ -124,6 +127,20 @@ def apply_layer(layer: Path, dest: Path) -> None:
         shutil.copy2(source, target)
 
 
+def apply_moves(version: str, dest: Path, root: Path = HERE) -> None:
+    """Move what ``"move"`` in the overlay's metadata names, from the parent's place to the overlay's."""
+    moves = overlay_metadata(version, root).get("move") or {}
+    if not isinstance(moves, dict):
+        raise BuildError(f'{version}: "move" in {OVERLAY_METADATA} must map paths to paths')
+    for source, target in moves.items():
+        if not (dest / source).exists():
+            raise BuildError(f"{version}: cannot move {source}, it does not exist at this point")
+        if (dest / target).exists():
+            raise BuildError(f"{version}: cannot move {source} to {target}, which exists already")
+        (dest / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(dest / source), str(dest / target))
+
+
 def _delete(target: Path, marker: Path) -> None:
     if marker.stat().st_size:
         raise BuildError(f"{marker}: a delete marker must be empty")
@@ -160,6 +177,8 @@ def build_version(version: str, dest: Path, *, force: bool = False, root: Path =
     dest = Path(dest)
     _prepare_dest(dest, force, root)
     for layer in chain:
+        if layer != BASE_VERSION:
+            apply_moves(layer, dest, root)
         apply_layer(layer_dir(layer, root), dest)
     stamped = (dest / "VERSION").read_text(encoding="utf-8").strip() if (dest / "VERSION").exists() else None
     if stamped != version:

@@ -27,15 +27,19 @@ description:
 options:
   project_path:
     description:
-      - Directory that contains the project's C(manage.py). It is the working directory of the inspection and
-        the first entry of the import path.
+      - Directory of the Django project, usually the one that contains its C(manage.py). It is the working
+        directory of the inspection and the first entry of the import path.
+      - A project without C(manage.py) (a src layout, a packaged project) needs O(settings) (or
+        C(DJANGO_SETTINGS_MODULE) in O(environment)), and O(pythonpath) when its packages are in a subdirectory
+        such as C(src).
     type: path
     required: true
   settings:
     description:
       - Dotted name of the Django settings module, for example V(mysite.settings.production).
       - Defaults to C(DJANGO_SETTINGS_MODULE) from O(environment), then from the environment of the module,
-        then to the value of the C(os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) line of C(manage.py).
+        then to the value of the C(os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) line of C(manage.py)
+        when the project has one.
     type: str
   venv:
     description:
@@ -200,6 +204,13 @@ EXAMPLES = r"""
     project_path: /srv/mysite/current
     venv: /srv/mysite/current/.venv
     fail_on: [pending, unknown_applied, inconsistent_history]
+
+- name: Inspect a project without manage.py (its packages under src/)
+  greenlight.django.migration_status:
+    project_path: /srv/shop/current
+    venv: /srv/shop/current/.venv
+    settings: shop.settings
+    pythonpath: [src]
 """
 
 RETURN = r"""
@@ -607,12 +618,19 @@ def resolve_settings(module, environment, manage_py):
         or os.environ.get("DJANGO_SETTINGS_MODULE")
         or settings_from_manage_py(manage_py)
     )
-    if not settings:
+    if settings:
+        return settings
+    if not os.path.isfile(manage_py):
         module.fail_json(
-            msg="The settings module is not known: set the settings option (or DJANGO_SETTINGS_MODULE in "
-            f'environment); {manage_py} has no os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...) line.'
+            msg=f"There is no manage.py in {os.path.dirname(manage_py)} and no settings module is given: for a "
+            "project without manage.py (a src layout, a packaged project) set the settings option (or "
+            "DJANGO_SETTINGS_MODULE in environment) and pythonpath to the directories its packages are in (e.g. "
+            "src); otherwise set project_path to the directory that contains manage.py."
         )
-    return settings
+    module.fail_json(
+        msg="The settings module is not known: set the settings option (or DJANGO_SETTINGS_MODULE in "
+        f'environment); {manage_py} has no os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...) line.'
+    )
 
 
 def inspector_source():
@@ -718,12 +736,11 @@ def main():
     module.no_log_values.update(secret for secret in secrets if secret)
 
     project_path = os.path.abspath(module.params["project_path"])
-    manage_py = os.path.join(project_path, "manage.py")
-    if not os.path.isfile(manage_py):
+    if not os.path.isdir(project_path):
         module.fail_json(
-            msg=f"There is no manage.py in {project_path}; set project_path to the directory of the Django "
-            "project (the one that contains manage.py)."
+            msg=f"project_path {project_path} is not a directory; set it to the directory of the Django project."
         )
+    manage_py = os.path.join(project_path, "manage.py")
     python = resolve_python(module)
     settings = resolve_settings(module, environment, manage_py)
 

@@ -32,9 +32,12 @@ LEGACY_PINS = {
     "whitenoise": "6.5.0",
     "python-dotenv": "1.0.0",
 }
-ALL_VERSIONS = [*VERSIONS, LEGACY]
+# The src layout variant: v2's code moved under src/, no manage.py, its requirements in pyproject.toml and uv.lock.
+SRC = "srclayout"
+ALL_VERSIONS = [*VERSIONS, LEGACY, SRC]
 OVERLAY_VERSIONS = ALL_VERSIONS[1:]
-PARENTS = {"v1": None, "v2": "v1", "v3": "v2", "v4": "v2", "v5": "v2", "v6": "v2", LEGACY: "v2"}
+PARENTS = {"v1": None, "v2": "v1", "v3": "v2", "v4": "v2", "v5": "v2", "v6": "v2", LEGACY: "v2", SRC: "v2"}
+SOURCE_TREE = REPO / "roles" / "code_sync" / "files" / "source_tree.py"
 UNMIGRATED_MODEL_CHANGES = {"v3"}  # makemigrations --check must find changes only here
 DATABASES = ["sqlite", "postgresql"]
 SECRET_KEY = secrets.token_urlsafe(50)
@@ -436,3 +439,78 @@ def test_legacy_deploy_checks_warn_about_debug_but_do_not_fail(legacy_python, bu
     static = manage(legacy_python, project, "collectstatic", "--noinput", env=django_env(database_url("sqlite")))
     assert static.returncode == 0, output(static)
     assert (project / "static" / "staticfiles.json").is_file()
+
+
+# --------------------------------------------------------------------------- the src layout variant, without manage.py
+
+
+def src_layout_env(database_url: str) -> dict[str, str]:
+    """What code_sync gives a release built with greenlight_settings_module and greenlight_pythonpath: [src]."""
+    return django_env(database_url, DJANGO_SETTINGS_MODULE="demo.settings", PYTHONPATH="src")
+
+
+def test_src_layout_has_its_packages_under_src_and_no_manage_py(built):
+    files = set(tree(built(SRC)))
+    assert not {"manage.py", "requirements.txt", "demo/settings.py"} & files
+    assert {"pyproject.toml", "uv.lock", "VERSION", "src/demo/settings.py", "src/demo/wsgi.py"} <= files
+    assert "src/notes/migrations/0004_tag_untagged_srclayout.py" in files
+
+
+def test_src_layout_lock_exports_to_the_demo_pins():
+    """What code_sync installs from the committed uv.lock: the run-time packages as locked, no dev group, no project."""
+    project = DEMO / "overlays" / SRC
+    result = subprocess.run(
+        [sys.executable, str(SOURCE_TREE), "inspect", "--dir", str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, output(result)
+    report = json.loads(result.stdout)
+    assert report["requirements_from"] == "uv.lock" and report["manage_py"] is False
+    pins = {
+        line.split(";")[0].strip()
+        for line in report["requirements"].splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    assert {"django==5.2.19", "gunicorn==27.0.1", "psycopg==3.3.9", "psycopg-binary==3.3.9"} <= pins, pins
+    assert not [pin for pin in pins if pin.startswith(("ruff", "greenlight-demo", "-e"))], pins
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_src_layout_runs_as_python_m_django(python, built, database_url, database):
+    project, env = built(SRC), src_layout_env(database_url(database))
+    django = [str(python), "-m", "django"]
+    result = subprocess.run(
+        [*django, "test", "--noinput", "notes", "demo"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, output(result)
+    ran = re.search(r"^Ran (\d+) tests?", result.stderr, re.MULTILINE)
+    assert ran and int(ran.group(1)) >= 5, output(result)
+    nothing = subprocess.run(
+        [*django, "makemigrations", "--check", "--dry-run"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert nothing.returncode == 0 and "No changes detected" in nothing.stdout, output(nothing)
+    checks = subprocess.run(
+        [*django, "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checks.returncode == 0, output(checks)
+    # Without the import path Django cannot find the settings: what a deploy without greenlight_pythonpath meets.
+    env.pop("PYTHONPATH")
+    missing = subprocess.run([*django, "check"], cwd=project, env=env, capture_output=True, text=True, check=False)
+    assert missing.returncode != 0 and "No module named 'demo'" in missing.stderr, output(missing)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -874,13 +875,33 @@ def _assert_one_paragraph(result):
     return msg
 
 
-def test_missing_manage_py(tmp_path):
+def test_missing_manage_py_without_settings(tmp_path, monkeypatch):
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
     rc, result = run_module({"project_path": str(tmp_path)}, tmp_dir=tmp_path)
     assert rc == 1
     assert _assert_one_paragraph(result) == (
-        f"There is no manage.py in {tmp_path}; set project_path to the directory of the Django project (the one "
-        "that contains manage.py)."
+        f"There is no manage.py in {tmp_path} and no settings module is given: for a project without manage.py (a "
+        "src layout, a packaged project) set the settings option (or DJANGO_SETTINGS_MODULE in environment) and "
+        "pythonpath to the directories its packages are in (e.g. src); otherwise set project_path to the directory "
+        "that contains manage.py."
     )
+    rc, result = run_module({"project_path": str(tmp_path / "nope")}, tmp_dir=tmp_path)
+    assert rc == 1 and result["msg"].startswith(f"project_path {tmp_path / 'nope'} is not a directory")
+
+
+def test_src_layout_without_manage_py(plain_notes, tmp_path):
+    """The packages under src/, no manage.py: the settings and the import path say where Django is."""
+    layout = tmp_path / "srclayout"
+    shutil.copytree(plain_notes.root, layout / "src", ignore=shutil.ignore_patterns("manage.py", "__pycache__"))
+    args = dict(plain_notes.args(), project_path=str(layout))
+    rc, result = run_module(dict(args, settings="proj.settings", pythonpath=["src"]), tmp_dir=tmp_path)
+    assert rc == 0, result
+    assert result["plan"] == [], result  # 0001 is recorded in src/db.sqlite3, the database the settings name
+    # Without the import path the settings cannot be found, and the message says where it looked.
+    rc, result = run_module(dict(args, settings="proj.settings"), tmp_dir=tmp_path)
+    assert rc == 1
+    assert "'proj.settings' does not import: ModuleNotFoundError: No module named 'proj'" in result["msg"]
+    assert "pythonpath" in result["msg"]
 
 
 def test_missing_interpreters(plain_notes, tmp_path):

@@ -6,7 +6,9 @@ window; v2 again changes nothing, and with another unit restarts gunicorn on
 it; v3 is refused; v5 fails half way and is undone; a held lock stops a second
 deploy; rollbacks. Then the old-pins variant (Django 4.2, gunicorn 21.2,
 psycopg2-binary, whitenoise, DEBUG on, a short ALLOWED_HOSTS) deploys unchanged
-and migrates, and the newest demo (Django 5.2, gunicorn 27) deploys over it.
+and migrates, and the newest demo (Django 5.2, gunicorn 27) deploys over it. Last, the demo in a src layout
+without manage.py, its requirements in pyproject.toml and uv.lock, is refused without a settings module and
+deploys with one.
 """
 
 from __future__ import annotations
@@ -365,3 +367,50 @@ def test_a_build_command_that_fails_refuses_the_deploy_before_any_change(host):
     assert host.check_output(f"ls {APP}/releases") == releases
     assert data_checksum(host) == before
     assert served_version(host) == "v2"
+
+
+# ------------------------------------------------------------------- a src layout without manage.py, from a uv.lock
+
+SRC_LAYOUT = {"greenlight_settings_module": "demo.settings", "greenlight_pythonpath": ["src"]}
+
+
+def test_a_project_without_manage_py_and_without_settings_module_is_refused_before_any_change(host):
+    current = host.check_output(f"readlink {APP}/current")
+    releases = host.check_output(f"ls {APP}/releases")
+    result = deploy("srclayout")
+    assert result.returncode != 0
+    report = summary()
+    assert report["outcome"] == "refused", report
+    assert "has no manage.py, and no settings module is given" in report["error"], report["error"]
+    assert "greenlight_settings_module" in report["error"] and "greenlight_pythonpath" in report["error"]
+    assert host.check_output(f"readlink {APP}/current") == current
+    assert host.check_output(f"ls {APP}/releases") == releases
+    assert served_version(host) == "v2"
+
+
+def test_a_src_layout_deploys_from_its_uv_lock_and_migrates(host):
+    write_note(host, "before-srclayout")
+    untagged = host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note WHERE tag IS NULL"')
+    assert int(untagged) >= 1
+    result = deploy("srclayout", "-e", json.dumps(SRC_LAYOUT))
+    assert result.returncode == 0, out(result)
+
+    assert served_version(host) == "srclayout"
+    assert host.check_output("curl -s --max-time 5 http://127.0.0.1/healthz").strip() == "ok srclayout"
+    # collectstatic ran as python -m django with the release's settings: nginx serves what it collected.
+    assert (
+        host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/static/admin/css/base.css") == "200"
+    )
+    assert not host.file(f"{APP}/current/manage.py").exists
+    report = summary()
+    assert report["outcome"] == "deployed", report
+    assert report["migrations_applied"] == ["notes.0004_tag_untagged_srclayout"], report
+    assert report["check_deploy_warnings"] == [], report
+    assert host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE tag = 'srclayout'\"") == untagged
+    # The virtualenv holds what the lock pins (not a fresh resolution), and none of its development group.
+    installed = set(host.check_output(f"{APP}/current/.venv/bin/python -m pip list --format=freeze").split())
+    assert {"Django==5.2.19", "gunicorn==27.0.1", "psycopg==3.3.9", "sqlparse==0.6.1", "asgiref==3.13.0"} <= installed
+    assert not [name for name in installed if name.lower().startswith("ruff")], installed
+    # The manage wrapper runs django-admin in the release, as gunicorn does, with the recorded settings.
+    shown = host.check_output(f"{APP}/bin/manage {APP}/current showmigrations notes")
+    assert "[X] 0004_tag_untagged_srclayout" in shown, shown

@@ -127,6 +127,19 @@ CASES = [
     ),
     Case("missing-git-ref", ["release-9.9", "greenlight_source_ref"], {"greenlight_source_ref": "release-9.9"}),
     Case(
+        "requirements-file-missing",
+        ["requirements/prod.txt is missing from the source", "code_sync_requirements_file", "poetry export"],
+        {"code_sync_requirements_file": "requirements/prod.txt"},
+        app=BLUE_GREEN,
+    ),
+    Case("uv-lock-malformed", ["uv cannot export uv.lock", "Failed to parse", "uv lock writes it anew"]),
+    Case(
+        "src-layout-without-import-path",
+        ["No module named 'demo'", "greenlight_pythonpath: [src]", "was not created (and was removed)"],
+        {"greenlight_source_dir": str(EPHEMERAL / "demo" / "srclayout"), "greenlight_settings_module": "demo.settings"},
+        app=BLUE_GREEN,
+    ),
+    Case(
         "rollback-to-a-release-that-does-not-exist",
         ["20000101T000000Z-000000000000", "does not exist", "Releases there", "greenlight_rollback_to"],
         {"greenlight_rollback_to": "20000101T000000Z-000000000000"},
@@ -162,6 +175,17 @@ def git_source(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def broken_lock_source(tmp_path_factory) -> Path:
+    """The demo v1 with its requirements in a uv.lock that is not valid TOML, and no requirements.txt."""
+    source = tmp_path_factory.mktemp("lock") / "demo"
+    shutil.copytree(EPHEMERAL / "demo" / "v1", source)
+    (source / "requirements.txt").unlink()
+    (source / "pyproject.toml").write_text('[project]\nname = "demo"\nversion = "1"\ndependencies = ["Django"]\n')
+    (source / "uv.lock").write_text('version = 1\n[[package]\nname = "django"\n')
+    return source
+
+
+@pytest.fixture(scope="module")
 def bare_inventory(tmp_path_factory) -> Path:
     """The scenario's inventory file alone, without its group_vars."""
     directory = tmp_path_factory.mktemp("inventory")
@@ -177,7 +201,7 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def outcomes(git_source: Path, bare_inventory: Path) -> dict[str, Outcome]:
+def outcomes(git_source: Path, broken_lock_source: Path, bare_inventory: Path) -> dict[str, Outcome]:
     """Every case run once: each application's cases in turn, the two applications at the same time."""
 
     def track(app: App) -> dict[str, Outcome]:
@@ -186,6 +210,8 @@ def outcomes(git_source: Path, bare_inventory: Path) -> dict[str, Outcome]:
             extra_vars = dict(case.extra_vars)
             if case.id == "missing-git-ref":
                 extra_vars["greenlight_source_dir"] = str(git_source)
+            if case.id == "uv-lock-malformed":
+                extra_vars["greenlight_source_dir"] = str(broken_lock_source)
             before = snapshot(app)
             result = run(
                 app,

@@ -22,7 +22,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from demo.database_url import parse_database_url
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+# The project's root, where VERSION is: the parent of this package, or one more level up in a src layout.
+BASE_DIR = next(
+    (folder for folder in Path(__file__).resolve().parents[1:3] if (folder / "VERSION").is_file()),
+    Path(__file__).resolve().parent.parent,
+)
 
 
 def env_bool(name: str, default: bool = False) -> bool:

@@ -37,7 +37,7 @@ class PageTests(NotesTestCase):
         self.second = self.create(title="Second <note>")
 
     def test_version_comes_from_the_version_file(self):
-        self.assertRegex(settings.DEMO_VERSION, r"^(v\d+|legacy)$")
+        self.assertRegex(settings.DEMO_VERSION, r"^(v\d+|legacy|srclayout)$")
         self.assertEqual(settings.DEMO_VERSION, (settings.BASE_DIR / "VERSION").read_text().strip())
 
     def test_home_shows_version_and_count(self):

@@ -210,14 +210,25 @@ def test_python_not_on_path(project):
     )
 
 
-def test_no_manage_py(tmp_path):
+def test_no_manage_py_and_no_settings(tmp_path, monkeypatch):
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
     kind, result, run_command = run({"project_path": str(tmp_path)})
     assert kind == "fail"
-    assert result["msg"] == (
-        f"There is no manage.py in {tmp_path}; set project_path to the directory of the Django project (the one "
-        "that contains manage.py)."
-    )
+    assert result["msg"].startswith(f"There is no manage.py in {tmp_path} and no settings module is given")
     run_command.assert_not_called()
+
+
+def test_no_manage_py_with_settings_and_pythonpath(tmp_path, monkeypatch):
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    kind, result, run_command = run(
+        {"project_path": str(tmp_path), "python": sys.executable, "settings": "shop.settings", "pythonpath": ["src"]},
+        side_effect=inspector_output(report()),
+    )
+    assert kind == "exit", result
+    environ = run_command.call_args[1]["environ_update"]
+    assert environ["DJANGO_SETTINGS_MODULE"] == "shop.settings"
+    assert run_command.call_args[1]["cwd"] == str(tmp_path)
+    assert json.loads(environ[inspector.OPTIONS_ENV])["pythonpath"] == ["src"]
 
 
 def test_noise_around_the_result_and_foreign_markers_are_ignored(project):
