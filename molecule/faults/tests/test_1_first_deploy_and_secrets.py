@@ -100,7 +100,7 @@ def test_the_controller_keeps_no_secret_in_its_cache():
     cache = Path.home() / ".cache" / "greenlight.django"
     contents = {}
     # Another run may be building a wheelhouse beside this one: what vanishes while it is read was temporary.
-    for directory, _, names in os.walk(cache):
+    for directory, _subdirectories, names in os.walk(cache):
         for name in names:
             file = Path(directory) / name
             with contextlib.suppress(FileNotFoundError):
