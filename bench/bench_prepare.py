@@ -53,7 +53,7 @@ SERVER_WHEELS = f"/srv/{APP}/wheels"
 # The tasks of the prepare phase that depend on the wheelhouse, by the start of their name.
 # Where the virtualenv step builds (the container's /tmp is a noexec tmpfs).
 VENV = "/var/tmp/bench-venv"
-WHEELHOUSE_TASKS = ("python |", "wheelhouse |", "virtualenv |")
+WHEELHOUSE_TASKS = ("python |", "wheelhouses |", "wheelhouse |", "virtualenv |")
 
 
 @dataclass

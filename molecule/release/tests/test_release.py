@@ -114,6 +114,12 @@ def test_v1_runs_django_6_on_debian_13_with_psycopg2_built_there(host):
         f'{python} -c \'import importlib.metadata as m; print(m.distribution("psycopg2").read_text("WHEEL"))\''
     )
     assert "Tag: cp313-cp313-linux_x86_64" in wheel
+    # The requirements are pinned with hashes (pip-compile --generate-hashes): the wheelhouse checked every
+    # download against them, and the server installed from its copy without them.
+    assert "--hash=sha256:12ec0b40" in host.file(f"{APP}/current/requirements.txt").content_string
+    wheelhouse = host.check_output(f"cat {APP}/current/.venv/wheelhouse")
+    assert "psycopg2==2.9.10\n" in host.file(f"{APP}/wheels/{wheelhouse}/requirements.txt").content_string + "\n"
+    assert "--hash" not in host.file(f"{APP}/wheels/{wheelhouse}/requirements.txt").content_string
 
 
 def test_static_files_come_from_the_active_release(host):
@@ -339,6 +345,26 @@ def test_a_release_that_fails_is_removed_and_named(host):
     assert "Collect the static files" in text
     assert "settings broken on purpose" in text
     assert releases(host) == before
+    assert http(host, "/version")[2].strip() == "v2b"
+
+
+def test_a_requirement_that_cannot_be_built_is_refused_before_a_release_is_made(host):
+    # python-ldap has no wheel for Linux; without its headers (and with no build packages to install) the build on
+    # the server fails. The refusal comes before any release directory exists, with the package and the fix.
+    before = releases(host)
+    extra = {"code_sync_extra_requirements": ["python-ldap==3.4.4"], "code_sync_build_packages": []}
+    result = run_step("release.yml", {"demo_version": "v2b", **extra})
+    assert not succeeded(result)
+    text = " ".join(output_of(result).split())  # the message as one line, however the output wraps it
+    assert "there is no wheel for cp3.13" in text, tail(result)
+    # The failed builds are named (psycopg2 too, when no compiler was left there by an earlier build), with
+    # the build's own error lines.
+    assert "python-ldap, and building it from source" in text, tail(result)
+    assert "ERROR: Failed building wheel for python-ldap" in text, tail(result)
+    assert "Fix: add the system packages the build needs" in text and "No release was made." in text
+    assert "Create the release directory" not in text
+    assert releases(host) == before
+    assert host.run("ls -d /tmp/greenlight-wheels-*").stdout == ""  # the build directory on the server is gone
     assert http(host, "/version")[2].strip() == "v2b"
 
 

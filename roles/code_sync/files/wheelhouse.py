@@ -25,6 +25,13 @@ Used by the greenlight.django.code_sync role::
         "wheels", "server_builds"}; exits 2 with the package and the fix on
         stderr when a package cannot be had for TARGET.
 
+        Requirements with ``--hash`` options (pip-compile
+        --generate-hashes, uv export): every wheel and sdist downloaded for
+        a package they give hashes for must match one of them, or the build
+        stops. DIR/requirements.txt, what the servers install, is then
+        written without the hashes: a wheel built from an sdist has a hash
+        of its own, and every file in DIR was checked here.
+
     wheelhouse.py pip --markers JSON -- PIP-ARGS...
         Run pip with the marker environment JSON in place of the running
         interpreter's (internal: what ``build`` runs).
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import email.parser
+import hashlib
 import json
 import os
 import platform
@@ -184,6 +192,60 @@ def requirement_name(requirement: str) -> str:
     return canonical_name(found.group(1))
 
 
+HASH_OPTION = re.compile(r"\s--hash[=\s]\s*(\w+):([0-9a-fA-F]+)")
+
+
+def logical_lines(text: str) -> list[str]:
+    """The lines of a requirements file, continuations joined and comments dropped."""
+    lines: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw)
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        line = (pending + line).strip()
+        pending = ""
+        if line:
+            lines.append(line)
+    if pending.strip():
+        lines.append(pending.strip())
+    return lines
+
+
+def requirement_hashes(text: str) -> dict[str, set[tuple[str, str]]]:
+    """name -> the (algorithm, hex digest) pairs its --hash options allow."""
+    hashes: dict[str, set[tuple[str, str]]] = {}
+    for line in logical_lines(text):
+        found = HASH_OPTION.findall(" " + line)
+        if found and not line.startswith("-"):
+            hashes.setdefault(requirement_name(line), set()).update((a.lower(), h.lower()) for a, h in found)
+    return hashes
+
+
+def without_hashes(text: str) -> str:
+    """The requirements file with its --hash options left out (one requirement per line)."""
+    return "".join(HASH_OPTION.sub("", " " + line).strip() + "\n" for line in logical_lines(text))
+
+
+def check_hashes(files: list[Path], hashes: dict[str, set[tuple[str, str]]]) -> None:
+    """Refuse a downloaded wheel or sdist whose digest is not one its requirement allows."""
+    for path in files:
+        wheel = path.name.endswith(".whl")
+        name = canonical_name(path.name.split("-")[0]) if wheel else sdist_name_version(path.name)[0]
+        allowed = hashes.get(name)
+        if not allowed:
+            continue
+        digests = {algorithm: hashlib.new(algorithm, path.read_bytes()).hexdigest() for algorithm, _digest in allowed}
+        if not any(digests[algorithm] == digest for algorithm, digest in allowed):
+            raise WheelhouseError(
+                f"{path.name} does not match any hash the requirements give for {name}"
+                f" (got sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}). The file the index serves is not"
+                " the one the requirements were locked with. Fix: find out why; regenerate the hashes only if"
+                " the new file is trusted."
+            )
+
+
 def sdist_name_version(filename: str) -> tuple[str, str]:
     stem = re.sub(r"\.(tar\.gz|tar\.bz2|tgz|zip)$", "", filename)
     name, _sep, version = stem.rpartition("-")
@@ -307,6 +369,7 @@ class Builder:
         self.dest = dest
         self.python = python
         self.log: list[str] = []
+        self.hashes: dict[str, set[tuple[str, str]]] = {}  # from the requirements' --hash options
 
     def pip(self, args: list[str], capture: Path | None = None) -> subprocess.CompletedProcess:
         command = [self.python, os.path.abspath(__file__), "pip", "--markers", json.dumps(self.target["markers"])]
@@ -325,13 +388,24 @@ class Builder:
 
     def build(self) -> dict:
         self.dest.mkdir(parents=True, exist_ok=True)
-        if self.target["key"] == current_target()["key"]:
-            result = self.plain_pip(["wheel", "--requirement", str(self.requirements), "--wheel-dir", str(self.dest)])
-            if result.returncode != 0:
-                raise WheelhouseError(f"pip wheel failed:\n{_tail(result)}")
-            return {"fast_path": True, "wheels": _wheels(self.dest), "server_builds": []}
+        text = self.requirements.read_text()
+        self.hashes = requirement_hashes(text)
         with tempfile.TemporaryDirectory(prefix="greenlight-wheelhouse-") as tmp:
-            return self._build_for_target(Path(tmp))
+            if self.target["key"] == current_target()["key"]:
+                # pip checks the hashes of what it downloads itself here.
+                wheel_args = ["--requirement", str(self.requirements), "--wheel-dir", str(self.dest)]
+                result = self.plain_pip(["wheel", *wheel_args])
+                if result.returncode != 0:
+                    raise WheelhouseError(f"pip wheel failed:\n{_tail(result)}")
+                built = {"fast_path": True, "wheels": _wheels(self.dest), "server_builds": []}
+            else:
+                if self.hashes:
+                    self.requirements = Path(tmp) / "requirements.txt"
+                    self.requirements.write_text(without_hashes(text))
+                built = self._build_for_target(Path(tmp))
+        if self.hashes:
+            (self.dest / "requirements.txt").write_text(without_hashes(text))
+        return built
 
     def _build_for_target(self, tmp: Path) -> dict:
         stand_ins, downloads, sdists, built = (tmp / d for d in ("stand-ins", "downloads", "sdists", "built"))
@@ -366,6 +440,8 @@ class Builder:
             requires = requires_dist(sdist_top_file(members, "PKG-INFO"))
             stand_in_files.add(write_stand_in_wheel(stand_ins, name, version, requires).name)
             server_builds[name] = sdist
+        local = {path.name for path in stand_ins.iterdir()}  # built here: checked through their sdists
+        check_hashes([p for p in downloads.iterdir() if p.name not in local] + list(sdists.iterdir()), self.hashes)
         for path in downloads.iterdir():
             if path.name in stand_in_files:
                 continue

@@ -231,3 +231,71 @@ def test_the_command_line_prints_the_result_and_exits_2_on_refusal(index, tmp_pa
     index.write_text("nothing-like-this==1.0\n")
     assert wheelhouse.main(["build", "--target", str(target), "--requirements", str(index), "--dest", str(dest)]) == 2
     assert "nothing-like-this==1.0: no wheel for" in capsys.readouterr().err
+
+
+# --- requirements with hashes --------------------------------------------------------------------------------
+
+
+def test_hashes_are_read_across_continuation_lines_and_left_out_for_the_servers():
+    text = (
+        "# pip-compile --generate-hashes\n"
+        "django==5.2.1 \\\n"
+        "    --hash=sha256:AA11 \\\n"
+        "    --hash=sha256:bb22\n"
+        "    # via -r requirements.in\n"
+        "Foo_Bar==1.0 --hash sha256:cc33  # a comment\n"
+        "--index-url https://example.invalid/simple\n"
+    )
+    assert wheelhouse.requirement_hashes(text) == {
+        "django": {("sha256", "aa11"), ("sha256", "bb22")},
+        "foo-bar": {("sha256", "cc33")},
+    }
+    assert wheelhouse.without_hashes(text) == (
+        "django==5.2.1\nFoo_Bar==1.0\n--index-url https://example.invalid/simple\n"
+    )
+    assert wheelhouse.requirement_hashes("django==5.2.1\n") == {}
+
+
+def _sha256(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_hashed_requirements_are_checked_and_the_servers_get_them_without_hashes(index, tmp_path):
+    links = index.parent / "links"
+    pinned = {
+        "app==1.0": links / "app-1.0-py3-none-any.whl",
+        "fast==1.0": links / "fast-1.0-cp313-cp313-manylinux_2_17_x86_64.whl",
+        "timeout-shim==4.0": links / "timeout_shim-4.0-py3-none-any.whl",
+        "cext==1.0": links / "cext-1.0.tar.gz",
+    }
+    lines = [f"{req} \\\n    --hash=sha256:{_sha256(path)}" for req, path in pinned.items()]
+    # fast also has a cp311 wheel: a second hash, as pip-compile writes one per file.
+    lines[1] += f" \\\n    --hash=sha256:{_sha256(links / 'fast-1.0-cp311-cp311-manylinux_2_17_x86_64.whl')}"
+    index.write_text("\n".join(lines) + "\n")
+    dest = tmp_path / "wh"
+    result = wheelhouse.Builder(_target("3.13.5"), index, dest).build()
+    assert result["server_builds"] == ["cext-1.0.tar.gz"]
+    assert "fast-1.0-cp313-cp313-manylinux_2_17_x86_64.whl" in result["wheels"]
+    assert (dest / "requirements.txt").read_text() == "app==1.0\nfast==1.0\ntimeout-shim==4.0\ncext==1.0\n"
+    assert "--hash" in index.read_text()  # the project's own file is left as it was
+
+
+@pytest.mark.parametrize("tampered", ["fast", "cext"])
+def test_a_file_that_does_not_match_its_hash_is_refused(index, tmp_path, tampered):
+    links = index.parent / "links"
+    files = {
+        "app": "app-1.0-py3-none-any.whl",
+        "fast": "fast-1.0-cp313-cp313-manylinux_2_17_x86_64.whl",
+        "timeout-shim": "timeout_shim-4.0-py3-none-any.whl",
+        "cext": "cext-1.0.tar.gz",
+    }
+    versions = {"app": "1.0", "fast": "1.0", "timeout-shim": "4.0", "cext": "1.0"}
+    digest = {name: ("0" * 64 if name == tampered else _sha256(links / file)) for name, file in files.items()}
+    index.write_text("".join(f"{n}=={versions[n]} --hash=sha256:{digest[n]}\n" for n in files))
+    with pytest.raises(wheelhouse.WheelhouseError) as raised:
+        wheelhouse.Builder(_target("3.13.5"), index, tmp_path / "wh").build()
+    message = str(raised.value)
+    assert message.startswith(f"{files[tampered]} does not match any hash the requirements give for {tampered}")
+    assert f"got sha256:{_sha256(links / files[tampered])}" in message
