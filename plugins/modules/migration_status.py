@@ -37,9 +37,10 @@ options:
   settings:
     description:
       - Dotted name of the Django settings module, for example V(mysite.settings.production).
-      - Defaults to C(DJANGO_SETTINGS_MODULE) from O(environment), then from the environment of the module,
-        then to the value of the C(os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) line of C(manage.py)
-        when the project has one.
+      - Defaults to C(DJANGO_SETTINGS_MODULE) from O(environment), then from the C(greenlight-django.env) file
+        of O(venv) (written by greenlight.django.code_sync for a project without C(manage.py)), then from
+        O(env_files), then from the environment of the module, then to the value of the
+        C(os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) line of C(manage.py) when the project has one.
     type: str
   venv:
     description:
@@ -55,6 +56,8 @@ options:
     description:
       - Extra directories to put on the import path after O(project_path). Relative entries are relative to
         O(project_path).
+      - Defaults to C(PYTHONPATH) (colon-separated) of the C(greenlight-django.env) file of O(venv), then of
+        O(env_files).
     type: list
     elements: path
   database:
@@ -72,6 +75,22 @@ options:
         this dictionary (put them in the settings module) so that they do not mask unrelated output.
     type: dict
     default: {}
+  env_files:
+    description:
+      - Environment files on the host to read, in order, before O(environment), which wins over them; for
+        example C(<app_root>/shared/.env), which M(ansible.builtin.slurp) would otherwise have to bring to the
+        controller. The variables go from the file to the application's process without leaving the host.
+      - C(KEY=value) lines, read the way systemd's C(EnvironmentFile=) reads them - blank lines and lines that
+        start with C(#) or C(;) are skipped, a value is bare, C('single-quoted') or C("double-quoted") with
+        C(\\) escaping C("), C(\\), a backtick and C($).
+      - Their values are secrets like those of O(environment), except C(DJANGO_SETTINGS_MODULE) and
+        C(PYTHONPATH), which are the defaults of O(settings) and O(pythonpath) (colon-separated) instead.
+      - A file that does not exist or has a line that is not C(KEY=value) fails the module, naming the file and
+        the line.
+    type: list
+    elements: path
+    default: []
+    version_added: "1.1.0"
   fail_on:
     description:
       - Conditions that make the module fail. The result is returned in full either way, and the failure
@@ -500,6 +519,7 @@ from urllib.parse import unquote  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.common.text.converters import to_text  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils import _dotenv as dotenv  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils import _migration_inspect as inspector  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils._migration_rules import (  # noqa: E402
     DEFAULT_FAIL_ON,
@@ -543,6 +563,7 @@ def argument_spec():
         pythonpath=dict(type="list", elements="path"),
         database=dict(type="str", default="default"),
         environment=dict(type="dict", default={}, no_log=True),
+        env_files=dict(type="list", elements="path", default=[]),
         fail_on=dict(type="list", elements="str", choices=list(FAIL_ON_CHOICES), default=list(DEFAULT_FAIL_ON)),
         include_sql=dict(type="bool", default=False),
         timeout=dict(type="int", default=300),
@@ -611,10 +632,32 @@ def settings_from_manage_py(manage_py):
     return match.group(1) if match else None
 
 
-def resolve_settings(module, environment, manage_py):
+# Read from the environment files as how Django starts, not as secrets.
+STARTUP_VARIABLES = ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")
+
+
+def read_env_files(module):
+    """(the application's variables from env_files, the startup variables from them and from the venv's
+    greenlight-django.env, in that order of precedence)."""
+    variables = {}
+    try:
+        for path in module.params["env_files"]:
+            variables.update(dotenv.read(path))
+        startup = {key: variables.pop(key) for key in STARTUP_VARIABLES if key in variables}
+        venv = module.params["venv"]
+        recorded = os.path.join(venv, "greenlight-django.env") if venv else None
+        if recorded and os.path.isfile(recorded):
+            startup.update((k, v) for k, v in dotenv.read(recorded).items() if k in STARTUP_VARIABLES)
+    except dotenv.EnvFileError as exc:
+        module.fail_json(msg=f"{exc}. Set env_files to environment files of KEY=value lines that exist on the host.")
+    return variables, startup
+
+
+def resolve_settings(module, environment, manage_py, startup=None):
     settings = (
         module.params["settings"]
         or environment.get("DJANGO_SETTINGS_MODULE")
+        or (startup or {}).get("DJANGO_SETTINGS_MODULE")
         or os.environ.get("DJANGO_SETTINGS_MODULE")
         or settings_from_manage_py(manage_py)
     )
@@ -706,7 +749,7 @@ def inspection_environment(nonce, project_path, settings, environment, database,
     return env
 
 
-def run_inspection(module, python, project_path, settings, environment):
+def run_inspection(module, python, project_path, settings, environment, pythonpath):
     nonce = uuid.uuid4().hex
     env = inspection_environment(
         nonce,
@@ -715,7 +758,7 @@ def run_inspection(module, python, project_path, settings, environment):
         environment,
         module.params["database"],
         module.params["include_sql"],
-        module.params["pythonpath"],
+        pythonpath,
         module.params["timeout"],
     )
     cmd = [python, "-"]
@@ -729,9 +772,11 @@ def main():
         mutually_exclusive=[("venv", "python")],
         supports_check_mode=True,
     )
-    environment = dict(
+    given = dict(
         (str(key), "" if value is None else str(value)) for key, value in (module.params["environment"] or {}).items()
     )
+    from_files, startup = read_env_files(module)
+    environment = dict(from_files, **given)
     secrets = secret_values(environment)
     module.no_log_values.update(secret for secret in secrets if secret)
 
@@ -742,9 +787,12 @@ def main():
         )
     manage_py = os.path.join(project_path, "manage.py")
     python = resolve_python(module)
-    settings = resolve_settings(module, environment, manage_py)
+    settings = resolve_settings(module, given, manage_py, startup)
+    pythonpath = module.params["pythonpath"]
+    if pythonpath is None:
+        pythonpath = [entry for entry in startup.get("PYTHONPATH", "").split(":") if entry]
 
-    cmd, rc, out, err, report, nonce = run_inspection(module, python, project_path, settings, environment)
+    cmd, rc, out, err, report, nonce = run_inspection(module, python, project_path, settings, environment, pythonpath)
     if report is None:
         module.fail_json(
             msg=no_result_message(python, rc, out, err, nonce, secrets),

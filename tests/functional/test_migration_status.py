@@ -976,6 +976,40 @@ def test_pythonpath_option(plain_notes, tmp_path):
     assert rc == 0, result
 
 
+def test_env_files_are_read_on_the_host_with_startup_variables_from_the_venv(plain_notes, tmp_path):
+    """env_files: the application's variables read where the module runs; the venv's greenlight-django.env gives
+    the settings module and the import path of a project without manage.py."""
+    layout = tmp_path / "srclayout"
+    shutil.copytree(plain_notes.root, layout / "src", ignore=shutil.ignore_patterns("manage.py", "__pycache__"))
+    (layout / "src" / "proj" / "envsettings.py").write_text(
+        "import os\nfrom proj.settings import *\nDATABASES['default']['NAME'] = os.environ['NOTES_DB']\n"
+    )
+    venv = tmp_path / "venv"
+    shutil.copytree(plain_notes.python.parent.parent, venv, symlinks=True)
+    env_file = tmp_path / "shared.env"
+    database = layout / "src" / "db.sqlite3"
+    env_file.write_text(f'# written by code_sync\nNOTES_DB="{database}"\nDJANGO_SETTINGS_MODULE=proj.absent\n')
+    args = {"project_path": str(layout), "venv": str(venv), "env_files": [str(env_file)]}
+    # Without greenlight-django.env, the settings module comes from the env file, and it does not import.
+    rc, result = run_module(args, tmp_dir=tmp_path)
+    assert rc == 1 and "'proj.absent' does not import" in result["msg"], result
+    (venv / "greenlight-django.env").write_text(f"DJANGO_SETTINGS_MODULE=proj.envsettings\nPYTHONPATH={layout}/src\n")
+    rc, result = run_module(args, tmp_dir=tmp_path)
+    assert rc == 0, result
+    assert result["plan"] == [], result  # 0001 is recorded in the database NOTES_DB names
+    assert str(database) not in json.dumps(result)  # a value of an env file is a secret, masked like environment's
+    # environment wins over the files.
+    rc, result = run_module(dict(args, environment={"NOTES_DB": str(tmp_path / "elsewhere.sqlite3")}), tmp_dir=tmp_path)
+    assert rc == 0 and result["plan"] == ["notes.0001_initial"], result
+    # A file that is missing, or a line that is not KEY=value, is named.
+    rc, result = run_module(dict(args, env_files=[str(tmp_path / "nope.env")]), tmp_dir=tmp_path)
+    assert rc == 1
+    assert _assert_one_paragraph(result).startswith(f"cannot read {tmp_path / 'nope.env'}: No such file or directory.")
+    env_file.write_text("NOTES_DB=x\nnot a variable\n")
+    rc, result = run_module(args, tmp_dir=tmp_path)
+    assert rc == 1 and result["msg"].startswith(f"{env_file} line 2: expected KEY=value."), result
+
+
 def test_missing_sqlite_file_is_an_empty_database(make_project):
     project = make_project("5.2", "sqlite")
     project.setup(["notes"])
