@@ -226,6 +226,8 @@ def make_project(tmp_path_factory, django_python, request):
         project = Project(root=root, python=django_python(version), version=version, db=db)
         if db == "postgresql":
             server = request.getfixturevalue("postgres")
+            if django_python.in_container(version):  # reach the server across the session's docker network
+                server = server.on_network()
             project.postgres = server
             project.database = server.create_database("ms")
             project.env = {"DATABASE_URL": server.url(project.database)}
@@ -239,7 +241,11 @@ CORE_MATRIX = [
     pytest.param(("4.2", "postgresql"), id="django4.2-postgresql"),
     pytest.param(("5.2", "sqlite"), id="django5.2-sqlite"),
     pytest.param(("5.2", "postgresql"), id="django5.2-postgresql"),
+    pytest.param(("6.0", "sqlite"), id="django6.0-sqlite"),
+    pytest.param(("6.0", "postgresql"), id="django6.0-postgresql"),
 ]
+# The verdicts proven by migrating and running the old (and new) code: on the two newest series.
+NEWEST = CORE_MATRIX[2:]
 
 # ---------------------------------------------------------------------------
 # The classification table, on one plan of 30-odd pending migrations
@@ -1328,7 +1334,7 @@ def data_cases(db):
     # fmt: on
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_data_loss_agrees_with_the_rows(make_project, combo):
     """data_loss "no" only when the rows stay as they were; "yes" only when rows go; else "unknown"."""
     version, db = combo
@@ -1377,7 +1383,7 @@ migrations.RemoveField("thing", "title"),
 """
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_tables_created_in_the_plan_are_new_to_the_old_code(make_project, combo):
     """A new app whose 0002 alters its own 0001, and django.contrib.sites added to a running project."""
     version, db = combo
@@ -1400,7 +1406,7 @@ def test_tables_created_in_the_plan_are_new_to_the_old_code(make_project, combo)
     assert set(old["p_old"].values()) == {"ok"}, old
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_fresh_database_destroys_nothing(make_project, combo):
     version, db = combo
     project = make_project(version, db)
@@ -1413,7 +1419,7 @@ def test_fresh_database_destroys_nothing(make_project, combo):
     assert result["destructive"] is False and result["data_loss"] == "no" and result["backward_compatible"] is True
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_non_transactional_operation_in_an_atomic_migration_fails(make_project, combo):
     version, db = combo
     project = make_project(version, db)
@@ -1485,7 +1491,7 @@ def test_inconsistent_history_does_not_advise_makemigrations(make_project, combo
     assert project.manage("makemigrations", "--check", "--dry-run", check=False).returncode == 0
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_reverse_of_a_drop(make_project, combo):
     """reversible: false when the reverse fails; reverse_loses_data when it works but the values are gone."""
     version, db = combo
@@ -1507,10 +1513,11 @@ def test_reverse_of_a_drop(make_project, combo):
     assert [row[2] for row in rows] == [None, None]  # reversed, but the owners are gone
 
 
-def test_postgresql_lock_agrees_with_a_table_rewrite(make_project):
+@pytest.mark.parametrize("version", ["5.2", "6.0"], ids=["django5.2", "django6.0"])
+def test_postgresql_lock_agrees_with_a_table_rewrite(make_project, version):
     """lock names the rewrite of int -> bigint (the table's file changes), and not a longer varchar (it stays);
     lock_table tells the rewrite of a 20,000-row table from that of a 2-row one, as the table's file shows."""
-    project = make_project("5.2", "postgresql")
+    project = make_project(version, "postgresql")
     filenode = "SELECT pg_relation_filenode('{app}_item')"
     bigint = 'migrations.AlterField("item", "qty", models.BigIntegerField(default=0)),'
     changes = {
@@ -1643,11 +1650,12 @@ def test_table_renamed_back_by_a_later_migration(make_project):
 BLOCKS_WRITES = {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"}
 
 
-def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project):
+@pytest.mark.parametrize("version", ["5.2", "6.0"], ids=["django5.2", "django6.0"])
+def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project, version):
     """Each lock the module names is held by the migration's own SQL (the module's include_sql, run in a
     transaction that is rolled back): SET NOT NULL and an index built without CONCURRENTLY block the old
     code's writes on the table, a new foreign key also those on the table it references."""
-    project = make_project("5.2", "postgresql")
+    project = make_project(version, "postgresql")
     fk = "models.ForeignKey(null={null}, on_delete=django.db.models.deletion.CASCADE, to='{app}.owner')"
     changes = {
         "k_notnull": (f'migrations.AlterField("item", "owner", {fk.format(null=False, app="k_notnull")}),', "", ""),
@@ -1703,7 +1711,7 @@ NEW_CODE_MODELS = {
 }
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_new_code_direction(make_project, combo):
     """new_code names what breaks for the new release on this schema, or for the old one after the new one
     wrote rows; the new code's insert and the old code's delete prove it."""
