@@ -1650,6 +1650,29 @@ def test_table_renamed_back_by_a_later_migration(make_project):
 BLOCKS_WRITES = {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"}
 
 
+def locks_taken_by_the_sql(project, app, tables, taken):
+    """Run the SQL the module showed for ``app``'s 0002 (include_sql) in a transaction that is rolled back, and
+    add the lock modes it held on each of ``tables`` to ``taken`` (table -> set of modes)."""
+    sql = pending_of(project.inspected, app)["sql"]
+    statements = [line for line in sql if line not in ("BEGIN;", "COMMIT;") and not line.startswith("--")]
+    held = " UNION ".join(
+        f"SELECT '{table}', mode FROM pg_locks WHERE locktype = 'relation' AND pid = pg_backend_pid() "  # noqa: S608
+        f"AND relation = '{table}'::regclass"
+        for table in tables
+    )
+    script = "BEGIN;\n" + "\n".join(statements) + f"\n{held};\nROLLBACK;\n"
+    proc = subprocess.run(
+        ["docker", "exec", "-i", "-u", "postgres", project.postgres.container, "psql", "-XAtq",
+         "-v", "ON_ERROR_STOP=1", "-d", project.database],
+        input=script, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, (script, proc.stderr)
+    for line in proc.stdout.splitlines():
+        table, mode = line.split("|")
+        taken.setdefault(table, set()).add(mode)
+    return taken
+
+
 @pytest.mark.parametrize("version", ["5.2", "6.0"], ids=["django5.2", "django6.0"])
 def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project, version):
     """Each lock the module names is held by the migration's own SQL (the module's include_sql, run in a
@@ -1671,23 +1694,7 @@ def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project,
 
     def run_the_sql_in_a_transaction():  # on the schema that was inspected, before migrate
         for app, (_lock, modes) in expected.items():
-            sql = pending_of(project.inspected, app)["sql"]
-            statements = [line for line in sql if line not in ("BEGIN;", "COMMIT;") and not line.startswith("--")]
-            held = " UNION ".join(
-                f"SELECT '{table}', mode FROM pg_locks WHERE locktype = 'relation' AND pid = pg_backend_pid() "  # noqa: S608
-                f"AND relation = '{table}'::regclass"
-                for table in modes
-            )
-            script = "BEGIN;\n" + "\n".join(statements) + f"\n{held};\nROLLBACK;\n"
-            proc = subprocess.run(
-                ["docker", "exec", "-i", "-u", "postgres", project.postgres.container, "psql", "-XAtq",
-                 "-v", "ON_ERROR_STOP=1", "-d", project.database],
-                input=script, capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            assert proc.returncode == 0, (script, proc.stderr)
-            for line in proc.stdout.splitlines():
-                table, mode = line.split("|")
-                taken.setdefault(table, set()).add(mode)
+            locks_taken_by_the_sql(project, app, modes, taken)
 
     result, migrated = build_proof(project, changes, before_migrate=run_the_sql_in_a_transaction)
     assert all(proc.returncode == 0 for proc in migrated.values())
@@ -1696,6 +1703,43 @@ def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project,
         assert operation["lock"].startswith(lock) and operation["lock_table"]["name"] == f"{app}_item", operation
         for table, mode in modes.items():
             assert mode in taken.get(table, set()) and taken[table] & BLOCKS_WRITES, (app, table, taken)
+
+
+SEPARATE = "migrations.SeparateDatabaseAndState(database_operations=[{0}], state_operations=[{0}]),"
+
+
+def test_separate_database_and_state_takes_the_locks_of_its_database_operations(make_project):
+    """An operation in SeparateDatabaseAndState's database_operations runs the same SQL as on its own, and the
+    module names the same lock for it, on the same table: an index built without CONCURRENTLY, int -> bigint."""
+    project = make_project("5.2", "postgresql")
+    plain = {
+        "s_index": (
+            'migrations.AddIndex("item", models.Index(fields=["code"], name="{app}_code_idx"))',
+            "CREATE INDEX",
+        ),
+        "s_bigint": ('migrations.AlterField("item", "qty", models.BigIntegerField(default=0))', "Changing the column"),
+    }
+    changes = {}
+    for app, (operation, _lock) in plain.items():
+        changes[app] = (operation.format(app=app) + ",", "", "")
+        changes[f"{app}_sep"] = (SEPARATE.format(operation.format(app=f"{app}_sep")), "", "")
+    taken = {}
+
+    def run_the_sql_in_a_transaction():
+        for app in changes:
+            locks_taken_by_the_sql(project, app, [f"{app}_item"], taken)
+
+    result, migrated = build_proof(project, changes, before_migrate=run_the_sql_in_a_transaction)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    for app, (_operation, lock) in plain.items():
+        alone, inside = pending_of(result, app)["operations"][0], pending_of(result, f"{app}_sep")["operations"][0]
+        assert inside["type"] == "SeparateDatabaseAndState"
+        assert alone["lock"].startswith(lock), alone
+        assert inside["lock"] == alone["lock"].replace(f"{app}_item", f"{app}_sep_item"), (alone, inside)
+        assert inside["lock_table"] == dict(alone["lock_table"], name=f"{app}_sep_item"), (alone, inside)
+        # The proof: the SQL inside takes a lock that blocks the old code's writes, as the one outside does.
+        assert taken[f"{app}_sep_item"] & BLOCKS_WRITES and taken[f"{app}_item"] & BLOCKS_WRITES, taken
+    assert sorted(line.split(":")[0] for line in result["locking"]) == sorted(f"{app}.0002_change" for app in changes)
 
 
 NEW_CODE_MODELS = {
