@@ -7,9 +7,13 @@ through ``ansible-playbook`` so that the AnsiballZ payload (and the inspector
 shipped inside it) is exercised too.
 
 Matrix: the core cases (the classification table on one big plan, with SQL,
-and model changes without a migration) run on Django 4.2 and 5.2, each on
-SQLite and PostgreSQL. The rest runs on Django 5.2 with SQLite, plus the
-PostgreSQL-only cases (authentication failure, read-only transaction).
+model changes without a migration, and the verdicts proven by the old code)
+run on Django 4.2, 5.2 and 6.0, each on SQLite and PostgreSQL; data loss, the
+new code's direction, reversing a drop, tables created in the plan and the
+PostgreSQL locks on Django 5.2 and 6.0. Django 6.0 needs Python 3.12+: it runs
+on the Python 3.13 of the Debian 13 base image, in a container (see
+``django_python`` in conftest.py). The rest runs on Django 5.2 with SQLite,
+plus the PostgreSQL-only cases (authentication failure, read-only transaction).
 """
 
 from __future__ import annotations
