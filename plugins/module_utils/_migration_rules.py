@@ -756,13 +756,25 @@ LOCKS = (
 # fmt: on
 
 
+def locking_operation(facts, kind, vendor):
+    """(reason, facts of the operation that takes it) when this operation holds a lock that blocks the serving
+    code on PostgreSQL, else (None, None). SeparateDatabaseAndState: the first of its database_operations that
+    does (their SQL is what runs)."""
+    if vendor != "postgresql" or facts.get("error"):
+        return None, None
+    for nested in facts.get("database_operations") or []:
+        reason, locking = locking_operation(nested, operation_kind(nested), vendor)
+        if reason:
+            return reason, locking
+    if facts.get("emits_sql") is False or facts.get("on_new_table") or facts.get("fresh_database"):
+        return None, None
+    reason = _first_reason(LOCKS, kind, facts)
+    return (reason, facts) if reason else (None, None)
+
+
 def lock_of(facts, kind, vendor):
     """Why this operation holds a lock that blocks the serving code on PostgreSQL, or None."""
-    if vendor != "postgresql" or facts.get("emits_sql") is False:
-        return None
-    if facts.get("on_new_table") or facts.get("fresh_database") or facts.get("error"):
-        return None
-    return _first_reason(LOCKS, kind, facts)
+    return locking_operation(facts, kind, vendor)[0]
 
 
 def _human_bytes(size):
@@ -881,14 +893,15 @@ def classify_migration(entry, include_sql=False, plan=None):
             "reversible": bool(facts.get("reversible")) and not reverse_fails(facts, kind),
             "reverse_loses_data": reverse_loses_data(facts, kind),
             "fails": failure_of(facts, atomic, plan.get("vendor")),
-            "lock": lock_of(facts, kind, plan.get("vendor")),
+            "lock": None,
             "lock_table": None,
             "new_code": new_code_problem(facts, kind),
             "reason": reason,
         }
-        if operation["lock"]:
-            operation["lock_table"] = locked_table(facts, plan.get("table_sizes"))
-            operation["lock"] += size_sentence(operation["lock_table"])
+        lock, locking = locking_operation(facts, kind, plan.get("vendor"))
+        if lock:
+            operation["lock_table"] = locked_table(locking, plan.get("table_sizes"))
+            operation["lock"] = lock + size_sentence(operation["lock_table"])
         if facts.get("sql_error"):
             operation["sql_error"] = facts["sql_error"]
         operations.append(operation)

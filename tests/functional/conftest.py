@@ -2,14 +2,28 @@
 
 * ``django_python(version)`` returns the interpreter of a cached virtualenv
   (``build/venvs/django-<version>``) with that Django series, psycopg and
-  gunicorn installed from the package index.
+  gunicorn installed from the package index. A series that needs a newer
+  Python than this controller's (Django 6.0: Python 3.12+) runs on the Python
+  of a Debian base image instead (Debian 13: Python 3.13): one container of it
+  for the session, with the repository and pytest's temporary directory
+  mounted at the same paths, a virtualenv in it installed from a wheelhouse
+  that code_sync's ``files/wheelhouse.py`` builds here for that Python, and
+  ``bin/python`` a wrapper that runs that virtualenv's python in the container,
+  in the current directory, with the variables Django, PostgreSQL and the
+  inspection read. Code that runs ``bin/python`` works unchanged.
 * ``postgres`` starts one PostgreSQL server for the session in a container made
-  from the project's base image (``make image``), published on 127.0.0.1 only,
-  and hands out fresh databases with ``postgres.create_database()``.
+  from the project's base image (``make image``), published on 127.0.0.1 only
+  and on the session's docker network (``postgres.on_network()``: the same
+  server as the containers on that network reach it), and hands out fresh
+  databases with ``postgres.create_database()``.
+* ``debian_container(suite)`` and ``wheelhouse(directory, target,
+  requirements)``: a container of a Debian base image, and a wheelhouse built
+  here for the interpreter of a server (its ``target()``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -25,12 +39,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build"
+WHEELHOUSE_SCRIPT = REPO / "roles" / "code_sync" / "files" / "wheelhouse.py"
 
 DJANGO_SERIES = {
     "4.2": "Django==4.2.30",
     "5.2": "Django==5.2.19",
+    "6.0": "Django==6.0.10",
 }
 COMMON_PACKAGES = ["psycopg[binary]==3.3.9", "gunicorn==27.0.1"]
+# Series this controller's Python cannot run -> the Debian suite whose Python runs them (in a container).
+SERVER_PYTHON_SERIES = {"6.0": "trixie"}
+# Variables the wrapper of such an interpreter hands to the container (by name: values never on a command line).
+FORWARDED_ENV = "|".join(
+    ["DATABASE_URL", "DJANGO_*", "PG*", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "LC_ALL"]
+    + ["LANGUAGE", "GREENLIGHT_*"]
+)
 
 
 def _build_venv(version: str) -> Path:
@@ -49,19 +72,6 @@ def _build_venv(version: str) -> Path:
     )
     marker.write_text(wanted)
     return python
-
-
-@pytest.fixture(scope="session")
-def django_python():
-    """Factory: ``django_python("5.2")`` -> Path of that virtualenv's python."""
-    cache: dict[str, Path] = {}
-
-    def make(version: str = "5.2") -> Path:
-        if version not in cache:
-            cache[version] = _build_venv(version)
-        return cache[version]
-
-    return make
 
 
 def base_image(suite: str = "bookworm") -> str:
@@ -118,6 +128,10 @@ class Postgres:
     def url(self, database: str) -> str:
         return f"postgres://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
 
+    def on_network(self) -> Postgres:
+        """The same server as the containers on the session's docker network reach it (by its name)."""
+        return dataclasses.replace(self, host=self.container, port=5432)
+
     def env(self, database: str) -> dict[str, str]:
         """Connection parts as environment variables (PG* and DATABASE_URL)."""
         return {
@@ -131,10 +145,13 @@ class Postgres:
 
 
 @pytest.fixture(scope="session")
-def postgres():
+def postgres(docker_network):
     name = f"greenlight-pytest-pg-{uuid.uuid4().hex[:8]}"
     subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::5432", base_image(), "bash", "-c", _PG_BOOT],
+        [
+            *["docker", "run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::5432", "--network", docker_network],
+            *[base_image(), "bash", "-c", _PG_BOOT],
+        ],
         check=True,
         capture_output=True,
     )
@@ -163,3 +180,166 @@ def postgres():
         yield server
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+class DebianContainer:
+    """A running container of a Debian base image; ``docker_args`` go to ``docker run`` (mounts, network)."""
+
+    def __init__(self, image: str, suite: str, *docker_args: str, seconds: int = 900):
+        self.name = f"greenlight-pytest-{suite}-{uuid.uuid4().hex[:8]}"
+        subprocess.run(
+            ["docker", "run", "-d", "--rm", "--name", self.name, *docker_args, image, "sleep", str(seconds)],
+            check=True,
+            capture_output=True,
+        )
+
+    def run(self, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["docker", "exec", "-i", self.name, *argv], input=stdin, capture_output=True, text=True, check=False
+        )
+
+    def target(self) -> dict:
+        """What code_sync's wheelhouse.py reads of the container's python3 (its wheelhouse key, tags, markers)."""
+        out = self.run("python3", "-", "target", stdin=WHEELHOUSE_SCRIPT.read_text())
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def install(self, wheelhouse: Path, venv: str = "/venv") -> subprocess.CompletedProcess:
+        """A virtualenv at ``venv`` with the wheelhouse's requirements.txt, installed with pip --no-index."""
+        self.run("rm", "-rf", "/wheels")
+        subprocess.run(["docker", "cp", f"{wheelhouse}/.", f"{self.name}:/wheels"], check=True)
+        self.run("python3", "-m", "venv", "--clear", venv)
+        return self.run(
+            *[f"{venv}/bin/pip", "install", "--disable-pip-version-check", "--no-index", "--find-links", "/wheels"],
+            *["--requirement", "/wheels/requirements.txt"],
+        )
+
+    def remove(self) -> None:
+        subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False)
+
+
+def build_wheelhouse(directory: Path, target: dict, requirements: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """``wheelhouse.py build`` here for ``target`` into directory/wheelhouse: (its result, the wheelhouse)."""
+    (directory / "target.json").write_text(json.dumps(target))
+    dest = directory / "wheelhouse"
+    dest.mkdir()
+    (dest / "requirements.txt").write_text(requirements)
+    args = ["build", "--target", directory / "target.json", "--requirements", dest / "requirements.txt"]
+    result = subprocess.run(
+        [sys.executable, WHEELHOUSE_SCRIPT, *args, "--dest", dest], capture_output=True, text=True, check=False
+    )
+    return result, dest
+
+
+@pytest.fixture
+def debian_container(debian_image):
+    """Factory: ``debian_container("trixie")`` -> a DebianContainer of that suite, removed after the test."""
+    made: list[DebianContainer] = []
+
+    def make(suite: str, *docker_args: str) -> DebianContainer:
+        made.append(DebianContainer(debian_image(suite), suite, *docker_args))
+        return made[-1]
+
+    yield make
+    for container in made:
+        container.remove()
+
+
+@pytest.fixture(scope="session")
+def wheelhouse():
+    """Factory: ``wheelhouse(directory, target, requirements)`` -> (wheelhouse.py's result, the wheelhouse)."""
+    return build_wheelhouse
+
+
+@pytest.fixture(scope="session")
+def docker_network():
+    """A docker network of the session: PostgreSQL and the containers that run a server's Python are on it."""
+    name = f"greenlight-pytest-net-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "network", "create", name], check=True, capture_output=True)
+    yield name
+    subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)
+
+
+_WRAPPER = """\
+#!/bin/bash
+# Django {version} needs a newer Python than this machine's: run the interpreter of {venv}
+# in container {container} (Debian {suite}), in the current directory (mounted at the same path).
+forward=()
+for name in $(compgen -e); do
+    case $name in {names}) forward+=(-e "$name") ;; esac
+done
+exec docker exec -i -w "$PWD" "${{forward[@]}}" {container} {venv}/bin/python "$@"
+"""
+
+
+def _server_python(version: str, suite: str, image: str, network: str, tmp_base: Path, scratch: Path):
+    """(container, wrapper): a container of ``image`` whose virtualenv (cached under build/venvs, built from a
+    wheelhouse made here for its Python) has the ``version`` series; the wrapper runs its python."""
+    mounts = ["-v", f"{REPO}:{REPO}", "-v", f"{tmp_base}:{tmp_base}"]
+    container = DebianContainer(image, suite, *mounts, "--network", network, seconds=3600)
+    try:
+        target = container.target()
+        home = BUILD / "venvs" / f"django-{version}"
+        venv = home / "server-venv"
+        requirements = "\n".join([DJANGO_SERIES[version], *COMMON_PACKAGES]) + "\n"
+        marker = home / ".greenlight-requirements"
+        wanted = f"{target['key']}\n{requirements}"
+        if not (marker.exists() and marker.read_text() == wanted and (venv / "bin" / "python").exists()):
+            if home.exists():
+                shutil.rmtree(home)
+            home.mkdir(parents=True)
+            built, wheels = build_wheelhouse(scratch, target, requirements)
+            assert built.returncode == 0, built.stderr
+            installed = container.install(wheels, str(venv))
+            assert installed.returncode == 0, installed.stdout + installed.stderr
+            marker.write_text(wanted)
+        wrapper = home / "bin" / "python"
+        wrapper.parent.mkdir(exist_ok=True)
+        text = _WRAPPER.format(version=version, venv=venv, container=container.name, suite=suite, names=FORWARDED_ENV)
+        wrapper.write_text(text)
+        wrapper.chmod(0o755)
+    except BaseException:
+        container.remove()
+        raise
+    return container, wrapper
+
+
+class DjangoInterpreters:
+    """``django_python("5.2")`` -> Path of that virtualenv's python (a wrapper for SERVER_PYTHON_SERIES)."""
+
+    def __init__(self, network, tmp_path_factory, debian_image):
+        self.network, self.tmp_path_factory, self.debian_image = network, tmp_path_factory, debian_image
+        self.cache: dict[str, Path] = {}
+        self.containers: list[DebianContainer] = []
+
+    @staticmethod
+    def in_container(version: str) -> bool:
+        """Whether that series runs in a container (on the session's docker network)."""
+        return version in SERVER_PYTHON_SERIES
+
+    def __call__(self, version: str = "5.2") -> Path:
+        if version in self.cache:
+            return self.cache[version]
+        if not self.in_container(version):
+            self.cache[version] = _build_venv(version)
+            return self.cache[version]
+        suite = SERVER_PYTHON_SERIES[version]
+        container, self.cache[version] = _server_python(
+            version,
+            suite,
+            self.debian_image(suite),
+            self.network,
+            self.tmp_path_factory.getbasetemp(),
+            self.tmp_path_factory.mktemp(f"wheelhouse-django-{version}"),
+        )
+        self.containers.append(container)
+        return self.cache[version]
+
+
+@pytest.fixture(scope="session")
+def django_python(docker_network, tmp_path_factory, debian_image):
+    """Factory: ``django_python("5.2")`` -> Path of that virtualenv's python; see DjangoInterpreters."""
+    interpreters = DjangoInterpreters(docker_network, tmp_path_factory, debian_image)
+    yield interpreters
+    for container in interpreters.containers:
+        container.remove()

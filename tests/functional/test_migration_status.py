@@ -7,9 +7,13 @@ through ``ansible-playbook`` so that the AnsiballZ payload (and the inspector
 shipped inside it) is exercised too.
 
 Matrix: the core cases (the classification table on one big plan, with SQL,
-and model changes without a migration) run on Django 4.2 and 5.2, each on
-SQLite and PostgreSQL. The rest runs on Django 5.2 with SQLite, plus the
-PostgreSQL-only cases (authentication failure, read-only transaction).
+model changes without a migration, and the verdicts proven by the old code)
+run on Django 4.2, 5.2 and 6.0, each on SQLite and PostgreSQL; data loss, the
+new code's direction, reversing a drop, tables created in the plan and the
+PostgreSQL locks on Django 5.2 and 6.0. Django 6.0 needs Python 3.12+: it runs
+on the Python 3.13 of the Debian 13 base image, in a container (see
+``django_python`` in conftest.py). The rest runs on Django 5.2 with SQLite,
+plus the PostgreSQL-only cases (authentication failure, read-only transaction).
 """
 
 from __future__ import annotations
@@ -226,6 +230,8 @@ def make_project(tmp_path_factory, django_python, request):
         project = Project(root=root, python=django_python(version), version=version, db=db)
         if db == "postgresql":
             server = request.getfixturevalue("postgres")
+            if django_python.in_container(version):  # reach the server across the session's docker network
+                server = server.on_network()
             project.postgres = server
             project.database = server.create_database("ms")
             project.env = {"DATABASE_URL": server.url(project.database)}
@@ -239,7 +245,11 @@ CORE_MATRIX = [
     pytest.param(("4.2", "postgresql"), id="django4.2-postgresql"),
     pytest.param(("5.2", "sqlite"), id="django5.2-sqlite"),
     pytest.param(("5.2", "postgresql"), id="django5.2-postgresql"),
+    pytest.param(("6.0", "sqlite"), id="django6.0-sqlite"),
+    pytest.param(("6.0", "postgresql"), id="django6.0-postgresql"),
 ]
+# The verdicts proven by migrating and running the old (and new) code: on the two newest series.
+NEWEST = CORE_MATRIX[2:]
 
 # ---------------------------------------------------------------------------
 # The classification table, on one plan of 30-odd pending migrations
@@ -1362,7 +1372,7 @@ def data_cases(db):
     # fmt: on
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_data_loss_agrees_with_the_rows(make_project, combo):
     """data_loss "no" only when the rows stay as they were; "yes" only when rows go; else "unknown"."""
     version, db = combo
@@ -1411,7 +1421,7 @@ migrations.RemoveField("thing", "title"),
 """
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_tables_created_in_the_plan_are_new_to_the_old_code(make_project, combo):
     """A new app whose 0002 alters its own 0001, and django.contrib.sites added to a running project."""
     version, db = combo
@@ -1434,7 +1444,7 @@ def test_tables_created_in_the_plan_are_new_to_the_old_code(make_project, combo)
     assert set(old["p_old"].values()) == {"ok"}, old
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_fresh_database_destroys_nothing(make_project, combo):
     version, db = combo
     project = make_project(version, db)
@@ -1447,7 +1457,7 @@ def test_fresh_database_destroys_nothing(make_project, combo):
     assert result["destructive"] is False and result["data_loss"] == "no" and result["backward_compatible"] is True
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_non_transactional_operation_in_an_atomic_migration_fails(make_project, combo):
     version, db = combo
     project = make_project(version, db)
@@ -1519,7 +1529,7 @@ def test_inconsistent_history_does_not_advise_makemigrations(make_project, combo
     assert project.manage("makemigrations", "--check", "--dry-run", check=False).returncode == 0
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_reverse_of_a_drop(make_project, combo):
     """reversible: false when the reverse fails; reverse_loses_data when it works but the values are gone."""
     version, db = combo
@@ -1541,10 +1551,11 @@ def test_reverse_of_a_drop(make_project, combo):
     assert [row[2] for row in rows] == [None, None]  # reversed, but the owners are gone
 
 
-def test_postgresql_lock_agrees_with_a_table_rewrite(make_project):
+@pytest.mark.parametrize("version", ["5.2", "6.0"], ids=["django5.2", "django6.0"])
+def test_postgresql_lock_agrees_with_a_table_rewrite(make_project, version):
     """lock names the rewrite of int -> bigint (the table's file changes), and not a longer varchar (it stays);
     lock_table tells the rewrite of a 20,000-row table from that of a 2-row one, as the table's file shows."""
-    project = make_project("5.2", "postgresql")
+    project = make_project(version, "postgresql")
     filenode = "SELECT pg_relation_filenode('{app}_item')"
     bigint = 'migrations.AlterField("item", "qty", models.BigIntegerField(default=0)),'
     changes = {
@@ -1677,11 +1688,35 @@ def test_table_renamed_back_by_a_later_migration(make_project):
 BLOCKS_WRITES = {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"}
 
 
-def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project):
+def locks_taken_by_the_sql(project, app, tables, taken):
+    """Run the SQL the module showed for ``app``'s 0002 (include_sql) in a transaction that is rolled back, and
+    add the lock modes it held on each of ``tables`` to ``taken`` (table -> set of modes)."""
+    sql = pending_of(project.inspected, app)["sql"]
+    statements = [line for line in sql if line not in ("BEGIN;", "COMMIT;") and not line.startswith("--")]
+    held = " UNION ".join(
+        f"SELECT '{table}', mode FROM pg_locks WHERE locktype = 'relation' AND pid = pg_backend_pid() "  # noqa: S608
+        f"AND relation = '{table}'::regclass"
+        for table in tables
+    )
+    script = "BEGIN;\n" + "\n".join(statements) + f"\n{held};\nROLLBACK;\n"
+    proc = subprocess.run(
+        ["docker", "exec", "-i", "-u", "postgres", project.postgres.container, "psql", "-XAtq",
+         "-v", "ON_ERROR_STOP=1", "-d", project.database],
+        input=script, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, (script, proc.stderr)
+    for line in proc.stdout.splitlines():
+        table, mode = line.split("|")
+        taken.setdefault(table, set()).add(mode)
+    return taken
+
+
+@pytest.mark.parametrize("version", ["5.2", "6.0"], ids=["django5.2", "django6.0"])
+def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project, version):
     """Each lock the module names is held by the migration's own SQL (the module's include_sql, run in a
     transaction that is rolled back): SET NOT NULL and an index built without CONCURRENTLY block the old
     code's writes on the table, a new foreign key also those on the table it references."""
-    project = make_project("5.2", "postgresql")
+    project = make_project(version, "postgresql")
     fk = "models.ForeignKey(null={null}, on_delete=django.db.models.deletion.CASCADE, to='{app}.owner')"
     changes = {
         "k_notnull": (f'migrations.AlterField("item", "owner", {fk.format(null=False, app="k_notnull")}),', "", ""),
@@ -1697,23 +1732,7 @@ def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project)
 
     def run_the_sql_in_a_transaction():  # on the schema that was inspected, before migrate
         for app, (_lock, modes) in expected.items():
-            sql = pending_of(project.inspected, app)["sql"]
-            statements = [line for line in sql if line not in ("BEGIN;", "COMMIT;") and not line.startswith("--")]
-            held = " UNION ".join(
-                f"SELECT '{table}', mode FROM pg_locks WHERE locktype = 'relation' AND pid = pg_backend_pid() "  # noqa: S608
-                f"AND relation = '{table}'::regclass"
-                for table in modes
-            )
-            script = "BEGIN;\n" + "\n".join(statements) + f"\n{held};\nROLLBACK;\n"
-            proc = subprocess.run(
-                ["docker", "exec", "-i", "-u", "postgres", project.postgres.container, "psql", "-XAtq",
-                 "-v", "ON_ERROR_STOP=1", "-d", project.database],
-                input=script, capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            assert proc.returncode == 0, (script, proc.stderr)
-            for line in proc.stdout.splitlines():
-                table, mode = line.split("|")
-                taken.setdefault(table, set()).add(mode)
+            locks_taken_by_the_sql(project, app, modes, taken)
 
     result, migrated = build_proof(project, changes, before_migrate=run_the_sql_in_a_transaction)
     assert all(proc.returncode == 0 for proc in migrated.values())
@@ -1722,6 +1741,43 @@ def test_postgresql_lock_agrees_with_the_locks_the_migration_takes(make_project)
         assert operation["lock"].startswith(lock) and operation["lock_table"]["name"] == f"{app}_item", operation
         for table, mode in modes.items():
             assert mode in taken.get(table, set()) and taken[table] & BLOCKS_WRITES, (app, table, taken)
+
+
+SEPARATE = "migrations.SeparateDatabaseAndState(database_operations=[{0}], state_operations=[{0}]),"
+
+
+def test_separate_database_and_state_takes_the_locks_of_its_database_operations(make_project):
+    """An operation in SeparateDatabaseAndState's database_operations runs the same SQL as on its own, and the
+    module names the same lock for it, on the same table: an index built without CONCURRENTLY, int -> bigint."""
+    project = make_project("5.2", "postgresql")
+    plain = {
+        "s_index": (
+            'migrations.AddIndex("item", models.Index(fields=["code"], name="{app}_code_idx"))',
+            "CREATE INDEX",
+        ),
+        "s_bigint": ('migrations.AlterField("item", "qty", models.BigIntegerField(default=0))', "Changing the column"),
+    }
+    changes = {}
+    for app, (operation, _lock) in plain.items():
+        changes[app] = (operation.format(app=app) + ",", "", "")
+        changes[f"{app}_sep"] = (SEPARATE.format(operation.format(app=f"{app}_sep")), "", "")
+    taken = {}
+
+    def run_the_sql_in_a_transaction():
+        for app in changes:
+            locks_taken_by_the_sql(project, app, [f"{app}_item"], taken)
+
+    result, migrated = build_proof(project, changes, before_migrate=run_the_sql_in_a_transaction)
+    assert all(proc.returncode == 0 for proc in migrated.values())
+    for app, (_operation, lock) in plain.items():
+        alone, inside = pending_of(result, app)["operations"][0], pending_of(result, f"{app}_sep")["operations"][0]
+        assert inside["type"] == "SeparateDatabaseAndState"
+        assert alone["lock"].startswith(lock), alone
+        assert inside["lock"] == alone["lock"].replace(f"{app}_item", f"{app}_sep_item"), (alone, inside)
+        assert inside["lock_table"] == dict(alone["lock_table"], name=f"{app}_sep_item"), (alone, inside)
+        # The proof: the SQL inside takes a lock that blocks the old code's writes, as the one outside does.
+        assert taken[f"{app}_sep_item"] & BLOCKS_WRITES and taken[f"{app}_item"] & BLOCKS_WRITES, taken
+    assert sorted(line.split(":")[0] for line in result["locking"]) == sorted(f"{app}.0002_change" for app in changes)
 
 
 NEW_CODE_MODELS = {
@@ -1737,7 +1793,7 @@ NEW_CODE_MODELS = {
 }
 
 
-@pytest.mark.parametrize("combo", [CORE_MATRIX[2], CORE_MATRIX[3]])
+@pytest.mark.parametrize("combo", NEWEST)
 def test_new_code_direction(make_project, combo):
     """new_code names what breaks for the new release on this schema, or for the old one after the new one
     wrote rows; the new code's insert and the old code's delete prove it."""

@@ -546,6 +546,13 @@ def test_operations_that_make_migrate_fail(facts, atomic, vendor, fails):
         (op("AddConstraint", constraint={"kind": "check"}), "Validates every row"),
         (op("AddIndex", on_new_table=True), None),
         (op("AddIndex", emits_sql=False), None),
+        # Inside SeparateDatabaseAndState: the lock of its database_operations, which are what runs.
+        (op("SeparateDatabaseAndState", database_operations=[op("AddIndex")]), "CREATE INDEX without CONCURRENTLY"),
+        (op("SeparateDatabaseAndState", database_operations=[op("AddField", field=field(null=True)),
+                                                             alter({"db_type": "integer"}, {"db_type": "bigint"})]),
+         "Changing the column type rewrites"),
+        (op("SeparateDatabaseAndState", database_operations=[op("AddIndex", on_new_table=True)]), None),
+        (op("SeparateDatabaseAndState", emits_sql=False, database_operations=[]), None),
     ],
 )  # fmt: skip
 def test_postgresql_locks(facts, lock):
@@ -554,6 +561,17 @@ def test_postgresql_locks(facts, lock):
     found = rules.lock_of(facts, kind, "postgresql")
     assert (found or "").startswith(lock or ""), found
     assert (found is None) == (lock is None)
+
+
+def test_lock_table_of_separate_database_and_state_is_the_table_its_database_operation_locks():
+    index = op("AddIndex", model={"db_table": "shop_item"})
+    entry = {"app": "shop", "name": "0002", "operations": [op("SeparateDatabaseAndState", database_operations=[index])]}
+    sizes = {"shop_item": {"estimated_rows": 10, "bytes": 8192}}
+    item = rules.classify_migration(entry, plan={"vendor": "postgresql", "table_sizes": sizes})
+    operation = item["operations"][0]
+    assert operation["lock_table"] == {"name": "shop_item", "estimated_rows": 10, "bytes": 8192}
+    assert operation["lock"].startswith("CREATE INDEX")
+    assert "Table shop_item: about 10 rows, 8.0 kB" in operation["lock"]
 
 
 @pytest.mark.parametrize(
