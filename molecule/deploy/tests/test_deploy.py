@@ -8,7 +8,8 @@ deploy; rollbacks. Then the old-pins variant (Django 4.2, gunicorn 21.2,
 psycopg2-binary, whitenoise, DEBUG on, a short ALLOWED_HOSTS) deploys unchanged
 and migrates, and the newest demo (Django 5.2, gunicorn 27) deploys over it. Last, the demo in a src layout
 without manage.py, its requirements in pyproject.toml and uv.lock, is refused without a settings module and
-deploys with one.
+deploys with one, with one variable of each role set in the inventory: each wins over the playbooks' mapping of
+the greenlight_* variables; a role variable that contradicts the application is refused.
 """
 
 from __future__ import annotations
@@ -372,6 +373,23 @@ def test_a_build_command_that_fails_refuses_the_deploy_before_any_change(host):
 # ------------------------------------------------------------------- a src layout without manage.py, from a uv.lock
 
 SRC_LAYOUT = {"greenlight_settings_module": "demo.settings", "greenlight_pythonpath": ["src"]}
+SITE = "site.example.test"
+BACKUPS = "/var/backups/greenlight-demo"
+
+
+def set_in_inventory(values: dict) -> list[Path]:
+    """Set variables in the scenario's inventory (host_vars), where a user's inventory sets them."""
+    directory = Path(INVENTORY).parent / "host_vars"
+    directory.mkdir(exist_ok=True)
+    files = [directory / f"{name}.yml" for name in testinfra_hosts]
+    for path in files:
+        path.write_text(json.dumps(values))  # JSON is YAML
+    return files
+
+
+def unset_in_inventory(files: list[Path]) -> None:
+    for path in files:
+        path.unlink(missing_ok=True)
 
 
 def test_a_project_without_manage_py_and_without_settings_module_is_refused_before_any_change(host):
@@ -389,14 +407,33 @@ def test_a_project_without_manage_py_and_without_settings_module_is_refused_befo
 
 
 def test_a_src_layout_deploys_from_its_uv_lock_and_migrates(host):
+    """With one variable of each role set in the inventory, unlike what the greenlight_* variables give: each wins."""
     write_note(host, "before-srclayout")
     untagged = host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note WHERE tag IS NULL"')
     assert int(untagged) >= 1
-    result = deploy("srclayout", "-e", json.dumps(SRC_LAYOUT))
+    inventory = set_in_inventory(
+        {
+            # code_sync: the application's environment (greenlight_environment allows 127.0.0.1 and localhost).
+            "code_sync_environment": "{{ greenlight_environment | combine({'DJANGO_ALLOWED_HOSTS': '" + SITE + "'}) }}",
+            # wsgi: the health probe's Host (the playbooks give 127.0.0.1, which Django now refuses).
+            "wsgi_health_host": SITE,
+            # traffic: nginx's server_name (the playbooks give the inventory host name).
+            "traffic_server_name": SITE,
+            # backup: where the backup goes (the playbooks give <app_root>/backups).
+            "backup_dir": BACKUPS,
+        }
+    )
+    try:
+        result = deploy("srclayout", "-e", json.dumps(SRC_LAYOUT))
+    finally:
+        unset_in_inventory(inventory)
     assert result.returncode == 0, out(result)
 
-    assert served_version(host) == "srclayout"
-    assert host.check_output("curl -s --max-time 5 http://127.0.0.1/healthz").strip() == "ok srclayout"
+    # Django answers the name from code_sync_environment only: the probe asked for it (wsgi_health_host).
+    assert through_nginx(host, "/version", name=SITE) == ("200", "srclayout")
+    assert through_nginx(host, "/healthz", name=SITE) == ("200", "ok srclayout")
+    assert through_nginx(host, "/version", name="127.0.0.1")[0] == "400"
+    assert f"server_name {SITE};" in host.check_output("nginx -T 2>/dev/null")
     # collectstatic ran as python -m django with the release's settings: nginx serves what it collected.
     assert (
         host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/static/admin/css/base.css") == "200"
@@ -405,6 +442,8 @@ def test_a_src_layout_deploys_from_its_uv_lock_and_migrates(host):
     report = summary()
     assert report["outcome"] == "deployed", report
     assert report["migrations_applied"] == ["notes.0004_tag_untagged_srclayout"], report
+    assert report["backup_file"].startswith(f"{BACKUPS}/demo-"), report
+    assert host.file(report["backup_file"]).is_file
     assert report["check_deploy_warnings"] == [], report
     assert host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE tag = 'srclayout'\"") == untagged
     # The virtualenv holds what the lock pins (not a fresh resolution), and none of its development group.
@@ -414,3 +453,34 @@ def test_a_src_layout_deploys_from_its_uv_lock_and_migrates(host):
     # The manage wrapper runs django-admin in the release, as gunicorn does, with the recorded settings.
     shown = host.check_output(f"{APP}/bin/manage {APP}/current showmigrations notes")
     assert "[X] 0004_tag_untagged_srclayout" in shown, shown
+
+
+def test_migrate_environment_in_the_inventory_reaches_the_migrations(host):
+    """migrate: its environment (the playbooks give none) reaches the inspection, which cannot log in."""
+    current = host.check_output(f"readlink {APP}/current")
+    wrong = {"DATABASE_URL": "postgres://inventory_only:not-the-password@127.0.0.1:5432/demo"}
+    inventory = set_in_inventory({"migrate_environment": wrong})
+    try:
+        result = deploy("srclayout", "-e", json.dumps(SRC_LAYOUT))
+    finally:
+        unset_in_inventory(inventory)
+    assert result.returncode != 0
+    text = out(result) + summary()["error"]
+    assert "inventory_only" in text, text
+    assert host.check_output(f"readlink {APP}/current") == current
+    assert through_nginx(host, "/version", name=SITE) == ("200", "srclayout")
+
+
+def test_a_role_variable_that_contradicts_the_application_is_refused_before_any_change(host):
+    releases = host.check_output(f"ls {APP}/releases")
+    inventory = set_in_inventory({"wsgi_app_root": "/opt/demo"})
+    try:
+        result = deploy("srclayout", "-e", json.dumps(SRC_LAYOUT))
+    finally:
+        unset_in_inventory(inventory)
+    assert result.returncode != 0
+    text = out(result)
+    assert "wsgi_app_root is" in text and "/opt/demo" in text and "set greenlight_app_name" in text, text
+    assert "Nothing was changed" in text
+    assert host.check_output(f"ls {APP}/releases") == releases
+    assert not host.file("/opt/demo").exists
