@@ -509,18 +509,22 @@ failed_conditions:
   sample: [unmigrated_changes]
 """
 
-import inspect  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import pkgutil  # noqa: E402
 import re  # noqa: E402
 import uuid  # noqa: E402
-from urllib.parse import unquote  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.common.text.converters import to_text  # noqa: E402
-from ansible_collections.greenlight.django.plugins.module_utils import _dotenv as dotenv  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils import _migration_inspect as inspector  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import (  # noqa: E402
+    application_environment,
+    last_line,
+    payload_source,
+    resolve_python,
+    resolve_settings,
+    scrub,
+    startup_pythonpath,
+)
 from ansible_collections.greenlight.django.plugins.module_utils._migration_rules import (  # noqa: E402
     DEFAULT_FAIL_ON,
     FAIL_ON_CHOICES,
@@ -528,12 +532,6 @@ from ansible_collections.greenlight.django.plugins.module_utils._migration_rules
     failed_conditions,
     failure_message,
 )
-
-SETTINGS_LINE = re.compile(
-    r"""os\.environ\.setdefault\(\s*['"]DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]\s*\)"""
-)
-URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:([^@/]+)@")
-MASK = "********"
 
 # Advice the module adds to the inspector's own wording of each problem.
 ADVICE = {
@@ -570,122 +568,9 @@ def argument_spec():
     )
 
 
-def secret_values(environment):
-    """Environment values, plus the password part of URL values, longest first."""
-    values = set()
-    for value in environment.values():
-        if value:
-            values.add(value)
-            match = URL_PASSWORD.match(value)
-            if match:
-                values.add(match.group(1))
-                values.add(unquote(match.group(1)))
-    return sorted(values, key=len, reverse=True)
-
-
-def scrub(text, secrets):
-    text = to_text(text or "", errors="surrogate_or_replace")
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
-
-
-def last_line(text):
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def resolve_python(module):
-    venv, python = module.params["venv"], module.params["python"]
-    if venv:
-        if not os.path.isdir(venv):
-            module.fail_json(msg=f"The virtualenv {venv} does not exist; set venv to the application's virtualenv.")
-        candidate = os.path.join(venv, "bin", "python")
-        if not os.access(candidate, os.X_OK):
-            module.fail_json(
-                msg=f"The virtualenv {venv} has no bin/python; set venv to the application's virtualenv "
-                "(the directory that contains bin/python)."
-            )
-        return candidate
-    name = python or "python3"
-    if "/" in name:
-        if not (os.path.isfile(name) and os.access(name, os.X_OK)):
-            module.fail_json(
-                msg=f"The interpreter {name} does not exist or is not executable; set python (or venv) to "
-                "the application's interpreter."
-            )
-        return name
-    found = module.get_bin_path(name)
-    if not found:
-        module.fail_json(
-            msg=f"No {name} interpreter is on PATH; set python (or venv) to the application's interpreter."
-        )
-    return found
-
-
-def settings_from_manage_py(manage_py):
-    try:
-        with open(manage_py) as handle:
-            match = SETTINGS_LINE.search(handle.read())
-    except (OSError, UnicodeDecodeError):
-        return None
-    return match.group(1) if match else None
-
-
-# Read from the environment files as how Django starts, not as secrets.
-STARTUP_VARIABLES = ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")
-
-
-def read_env_files(module):
-    """(the application's variables from env_files, the startup variables from them and from the venv's
-    greenlight-django.env, in that order of precedence)."""
-    variables = {}
-    try:
-        for path in module.params["env_files"]:
-            variables.update(dotenv.read(path))
-        startup = {key: variables.pop(key) for key in STARTUP_VARIABLES if key in variables}
-        venv = module.params["venv"]
-        recorded = os.path.join(venv, "greenlight-django.env") if venv else None
-        if recorded and os.path.isfile(recorded):
-            startup.update((k, v) for k, v in dotenv.read(recorded).items() if k in STARTUP_VARIABLES)
-    except dotenv.EnvFileError as exc:
-        module.fail_json(msg=f"{exc}. Set env_files to environment files of KEY=value lines that exist on the host.")
-    return variables, startup
-
-
-def resolve_settings(module, environment, manage_py, startup=None):
-    settings = (
-        module.params["settings"]
-        or environment.get("DJANGO_SETTINGS_MODULE")
-        or (startup or {}).get("DJANGO_SETTINGS_MODULE")
-        or os.environ.get("DJANGO_SETTINGS_MODULE")
-        or settings_from_manage_py(manage_py)
-    )
-    if settings:
-        return settings
-    if not os.path.isfile(manage_py):
-        module.fail_json(
-            msg=f"There is no manage.py in {os.path.dirname(manage_py)} and no settings module is given: for a "
-            "project without manage.py (a src layout, a packaged project) set the settings option (or "
-            "DJANGO_SETTINGS_MODULE in environment) and pythonpath to the directories its packages are in (e.g. "
-            "src); otherwise set project_path to the directory that contains manage.py."
-        )
-    module.fail_json(
-        msg="The settings module is not known: set the settings option (or DJANGO_SETTINGS_MODULE in "
-        f'environment); {manage_py} has no os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...) line.'
-    )
-
-
 def inspector_source():
     """Text of _migration_inspect.py, also from inside an AnsiballZ payload."""
-    package = inspector.__name__.rpartition(".")[0]
-    try:
-        data = pkgutil.get_data(package, "_migration_inspect.py")
-    except (OSError, ImportError, ValueError):
-        data = None
-    if data:
-        return to_text(data)
-    return inspect.getsource(inspector)
+    return payload_source(inspector)
 
 
 def parse_report(stdout, nonce):
@@ -772,25 +657,21 @@ def main():
         mutually_exclusive=[("venv", "python")],
         supports_check_mode=True,
     )
-    given = dict(
-        (str(key), "" if value is None else str(value)) for key, value in (module.params["environment"] or {}).items()
+    params = module.params
+    environment, startup, secrets = application_environment(
+        module, params["environment"], params["env_files"], params["venv"]
     )
-    from_files, startup = read_env_files(module)
-    environment = dict(from_files, **given)
-    secrets = secret_values(environment)
-    module.no_log_values.update(secret for secret in secrets if secret)
 
-    project_path = os.path.abspath(module.params["project_path"])
+    project_path = os.path.abspath(params["project_path"])
     if not os.path.isdir(project_path):
         module.fail_json(
             msg=f"project_path {project_path} is not a directory; set it to the directory of the Django project."
         )
     manage_py = os.path.join(project_path, "manage.py")
-    python = resolve_python(module)
-    settings = resolve_settings(module, given, manage_py, startup)
-    pythonpath = module.params["pythonpath"]
-    if pythonpath is None:
-        pythonpath = [entry for entry in startup.get("PYTHONPATH", "").split(":") if entry]
+    python = resolve_python(module, params["venv"], params["python"])
+    given = {str(key): str(value) for key, value in (params["environment"] or {}).items() if value is not None}
+    settings = resolve_settings(module, params["settings"], given, manage_py, startup)
+    pythonpath = startup_pythonpath(params["pythonpath"], startup)
 
     cmd, rc, out, err, report, nonce = run_inspection(module, python, project_path, settings, environment, pythonpath)
     if report is None:

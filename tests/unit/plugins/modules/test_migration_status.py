@@ -14,6 +14,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from ansible_collections.greenlight.django.plugins.module_utils import _app_runtime as runtime
 from ansible_collections.greenlight.django.plugins.module_utils import _migration_inspect as inspector
 from ansible_collections.greenlight.django.plugins.modules import migration_status
 from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils import (
@@ -416,7 +417,7 @@ def test_warnings_are_passed_on(project):
 
 def test_inspector_source_is_the_file():
     assert migration_status.inspector_source() == INSPECTOR_FILE.read_text()
-    with mock.patch.object(migration_status.pkgutil, "get_data", side_effect=OSError):
+    with mock.patch.object(runtime.pkgutil, "get_data", side_effect=OSError):
         assert migration_status.inspector_source() == INSPECTOR_FILE.read_text()
 
 
@@ -431,14 +432,14 @@ def test_inspector_source_is_the_file():
 def test_settings_from_manage_py(tmp_path, text, settings):
     manage = tmp_path / "manage.py"
     manage.write_text(f"import os\n{text}\n")
-    assert migration_status.settings_from_manage_py(str(manage)) == settings
-    assert migration_status.settings_from_manage_py(str(tmp_path / "missing.py")) is None
+    assert runtime.settings_from_manage_py(str(manage)) == settings
+    assert runtime.settings_from_manage_py(str(tmp_path / "missing.py")) is None
 
 
 def test_secret_values_and_scrub():
-    secrets = migration_status.secret_values({"A": "postgres://u:pw%40x@h/db", "B": "", "C": "token"})
+    secrets = runtime.secret_values({"A": "postgres://u:pw%40x@h/db", "B": "", "C": "token"})
     assert secrets == ["postgres://u:pw%40x@h/db", "pw%40x", "token", "pw@x"]
-    assert migration_status.scrub("u:pw%40x said token, pw@x", secrets) == "u:******** said ********, ********"
+    assert runtime.scrub("u:pw%40x said token, pw@x", secrets) == "u:******** said ********, ********"
 
 
 # The inspector is plain Python until it imports Django: its error path runs anywhere.
