@@ -390,19 +390,18 @@ class Builder:
         self.dest.mkdir(parents=True, exist_ok=True)
         text = self.requirements.read_text()
         self.hashes = requirement_hashes(text)
+        # Hashed requirements always take the target's way, which checks them the same way for every target (pip
+        # wheel would refuse an extra requirement without a hash, and a server could not install what it built).
+        if self.target["key"] == current_target()["key"] and not self.hashes:
+            result = self.plain_pip(["wheel", "--requirement", str(self.requirements), "--wheel-dir", str(self.dest)])
+            if result.returncode != 0:
+                raise WheelhouseError(f"pip wheel failed:\n{_tail(result)}")
+            return {"fast_path": True, "wheels": _wheels(self.dest), "server_builds": []}
         with tempfile.TemporaryDirectory(prefix="greenlight-wheelhouse-") as tmp:
-            if self.target["key"] == current_target()["key"]:
-                # pip checks the hashes of what it downloads itself here.
-                wheel_args = ["--requirement", str(self.requirements), "--wheel-dir", str(self.dest)]
-                result = self.plain_pip(["wheel", *wheel_args])
-                if result.returncode != 0:
-                    raise WheelhouseError(f"pip wheel failed:\n{_tail(result)}")
-                built = {"fast_path": True, "wheels": _wheels(self.dest), "server_builds": []}
-            else:
-                if self.hashes:
-                    self.requirements = Path(tmp) / "requirements.txt"
-                    self.requirements.write_text(without_hashes(text))
-                built = self._build_for_target(Path(tmp))
+            if self.hashes:
+                self.requirements = Path(tmp) / "requirements.txt"
+                self.requirements.write_text(without_hashes(text))
+            built = self._build_for_target(Path(tmp))
         if self.hashes:
             (self.dest / "requirements.txt").write_text(without_hashes(text))
         return built

@@ -299,3 +299,29 @@ def test_a_file_that_does_not_match_its_hash_is_refused(index, tmp_path, tampere
     message = str(raised.value)
     assert message.startswith(f"{files[tampered]} does not match any hash the requirements give for {tampered}")
     assert f"got sha256:{_sha256(links / files[tampered])}" in message
+
+
+def test_hashed_requirements_with_an_extra_one_on_the_controllers_own_target(index, tmp_path):
+    """pip wheel (the fast path) refuses a requirement without a hash beside hashed ones, as
+    code_sync_extra_requirements adds them: hashed requirements take the target's way here too."""
+    links = index.parent / "links"
+    own = wheelhouse.current_target()
+    tag = f"{own['abi']}-{own['abi']}-manylinux_2_17_x86_64"
+    _wheel(links, "fast", "1.0", tag=tag)
+    pinned = {"app==1.0": "app-1.0-py3-none-any.whl", "fast==1.0": f"fast-1.0-{tag}.whl"}
+    lines = [f"{req} --hash=sha256:{_sha256(links / name)}" for req, name in pinned.items()]
+    index.write_text(
+        "\n".join(lines)
+        + "\ntimeout-shim==4.0 --hash=sha256:"
+        + _sha256(links / "timeout_shim-4.0-py3-none-any.whl")
+        + "\ncext==1.0 --hash=sha256:"
+        + _sha256(links / "cext-1.0.tar.gz")
+        + "\n# extra\nbackend==1.0\n"
+    )
+    dest = tmp_path / "wh"
+    result = wheelhouse.Builder(own, index, dest).build()
+    assert result["fast_path"] is False
+    assert result["server_builds"] == ["cext-1.0.tar.gz"]
+    assert "backend-1.0-py3-none-any.whl" in result["wheels"]
+    assert "--hash" not in (dest / "requirements.txt").read_text()
+    assert "backend==1.0" in (dest / "requirements.txt").read_text()
