@@ -1,0 +1,245 @@
+#!/usr/bin/python
+# Copyright: greenlight.django contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+
+DOCUMENTATION = r"""
+---
+module: release
+short_description: Point a pointer at a release atomically, or remove the releases no one needs, in one call
+version_added: "1.1.0"
+description:
+  - Changes what a host holds of an application deployed by greenlight.django, in one module call.
+  - O(state=pointed) points the pointer O(pointer) (a symbolic link in O(app_root), such as C(current)) at the
+    release O(release) under C(<app_root>/releases). The new link is made beside the pointer and renamed over
+    it (one C(rename(2)), atomic), so a reader sees the old release or the new one, never no pointer. A release
+    without its C(REVISION) file (incomplete) is refused, and so is a pointer that exists and is not a link.
+  - O(state=pruned) keeps the O(keep) newest releases, every release a pointer of O(pointers) references and
+    every release of O(protect), and removes the others; then removes each wheelhouse under
+    C(<app_root>/wheels) that no remaining release was installed from (the release's C(.venv/wheelhouse)).
+  - See M(greenlight.django.release_info) to read releases and pointers without changing anything.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: O(state=pointed) shows the pointer's target before and after.
+  platform:
+    platforms: posix
+options:
+  app_root:
+    description:
+      - The application's root directory, the one with C(releases/) and the pointers.
+    type: path
+    required: true
+  state:
+    description:
+      - V(pointed) to point O(pointer) at O(release); V(pruned) to remove the releases and wheelhouses no one needs.
+    type: str
+    required: true
+    choices: [pointed, pruned]
+  pointer:
+    description:
+      - Name of the pointer to set (O(state=pointed)).
+    type: str
+    default: current
+  release:
+    description:
+      - Id (directory name under C(<app_root>/releases)) of the release to point at; required with
+        O(state=pointed).
+    type: str
+  keep:
+    description:
+      - How many of the newest releases O(state=pruned) keeps (release ids sort by the time they were made);
+        the releases a pointer references and those of O(protect) are kept on top of them.
+    type: int
+    default: 5
+  pointers:
+    description:
+      - The pointers whose releases O(state=pruned) never removes.
+    type: list
+    elements: str
+    default: [current, blue, green]
+  protect:
+    description:
+      - More release ids O(state=pruned) never removes, for example the one a deploy just built.
+    type: list
+    elements: str
+    default: []
+author:
+  - greenlight.django contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Serve the new release
+  greenlight.django.release:
+    app_root: /srv/mysite
+    state: pointed
+    pointer: current
+    release: 20260101T120000Z-3f2c1a9d8e7b
+  register: switch
+
+- name: Keep the three newest releases and every one a pointer references
+  greenlight.django.release:
+    app_root: /srv/mysite
+    state: pruned
+    keep: 3
+    protect: ["{{ switch.before }}"]
+"""
+
+RETURN = r"""
+before:
+  description: With O(state=pointed), the release the pointer referenced before (empty when there was no pointer).
+  returned: always
+  type: str
+  sample: 20251231T090000Z-0a1b2c3d4e5f
+removed_releases:
+  description: With O(state=pruned), the ids of the releases removed (that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [20251201T090000Z-0a1b2c3d4e5f]
+removed_wheelhouses:
+  description: With O(state=pruned), the names of the wheelhouses removed from C(<app_root>/wheels).
+  returned: always
+  type: list
+  elements: str
+  sample: [9f86d081884c7d65-cp3.11.2-cp311-x86_64-glibc2.36]
+"""
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+
+def argument_spec():
+    return dict(
+        app_root=dict(type="path", required=True),
+        state=dict(type="str", required=True, choices=["pointed", "pruned"]),
+        pointer=dict(type="str", default="current"),
+        release=dict(type="str"),
+        keep=dict(type="int", default=5),
+        pointers=dict(type="list", elements="str", default=["current", "blue", "green"]),
+        protect=dict(type="list", elements="str", default=[]),
+    )
+
+
+def is_plain_name(name):
+    return bool(name) and "/" not in name and name not in (".", "..")
+
+
+def target_id(path):
+    """The release id a pointer references, or None when path is not a link."""
+    if not os.path.islink(path):
+        return None
+    return os.path.basename(os.path.normpath(os.readlink(path)))
+
+
+def point(module, app_root, pointer, release):
+    """Point app_root/pointer at releases/<release>; (changed, release it referenced before)."""
+    if not is_plain_name(pointer) or not is_plain_name(release or ""):
+        module.fail_json(
+            msg=f"release: pointer and release must name a link in {app_root} and a directory under "
+            f"{app_root}/releases (got pointer {pointer!r}, release {release!r})."
+        )
+    link = os.path.join(app_root, pointer)
+    target = os.path.join("releases", release)
+    if not os.path.isfile(os.path.join(app_root, target, "REVISION")) and not module.check_mode:
+        module.fail_json(
+            msg=f"release: cannot point {link} at {release}: the release is missing or incomplete (no REVISION "
+            "file). Build it first (greenlight.django.code_sync)."
+        )
+    if os.path.lexists(link) and not os.path.islink(link):
+        module.fail_json(
+            msg=f"release: cannot point {link} at {release}: {link} exists and is not a symlink; move it away."
+        )
+    before = target_id(link) or ""
+    if before == release:
+        return False, before
+    if not module.check_mode:
+        tmp = os.path.join(app_root, f".{pointer}.greenlight.{os.getpid()}")
+        try:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(target, tmp)
+            os.rename(tmp, link)
+        except OSError as exc:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            module.fail_json(msg=f"release: cannot point {link} at {release}: {exc.strerror}.")
+    return True, before
+
+
+def prune(module, app_root, keep, pointers, protect):
+    """Remove the releases and wheelhouses no one needs; (removed releases, removed wheelhouses)."""
+    if keep < 1:
+        module.fail_json(msg=f"release: keep must be 1 or more (got {keep}): the serving release is always kept.")
+    releases_dir = os.path.join(app_root, "releases")
+    if not os.path.isdir(releases_dir):
+        return [], []
+    names = sorted(entry.name for entry in os.scandir(releases_dir) if entry.is_dir(follow_symlinks=False))
+    referenced = {target_id(os.path.join(app_root, pointer)) for pointer in pointers}
+    kept = set(names[-keep:]) | referenced | set(protect)
+    doomed = [name for name in names if name not in kept]
+    in_use = set()
+    for name in names:
+        if name in doomed:
+            continue
+        try:
+            with open(os.path.join(releases_dir, name, ".venv", "wheelhouse"), encoding="utf-8") as handle:
+                in_use.add(handle.read().strip())
+        except OSError:
+            pass
+    wheels_dir = os.path.join(app_root, "wheels")
+    wheelhouses = []
+    if os.path.isdir(wheels_dir):
+        wheelhouses = sorted(
+            entry.name
+            for entry in os.scandir(wheels_dir)
+            if entry.is_dir(follow_symlinks=False) and entry.name not in in_use
+        )
+    if not module.check_mode:
+        for name in doomed:
+            shutil.rmtree(os.path.join(releases_dir, name))
+        for name in wheelhouses:
+            shutil.rmtree(os.path.join(wheels_dir, name))
+    return doomed, wheelhouses
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        required_if=[("state", "pointed", ["release"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+    app_root = params["app_root"]
+    result = {"changed": False, "before": "", "removed_releases": [], "removed_wheelhouses": []}
+    try:
+        if params["state"] == "pointed":
+            result["changed"], result["before"] = point(module, app_root, params["pointer"], params["release"])
+            if result["changed"] and module._diff:
+                result["diff"] = {
+                    "before_header": os.path.join(app_root, params["pointer"]),
+                    "after_header": os.path.join(app_root, params["pointer"]),
+                    "before": (f"releases/{result['before']}\n" if result["before"] else "absent\n"),
+                    "after": f"releases/{params['release']}\n",
+                }
+        else:
+            removed, wheelhouses = prune(module, app_root, params["keep"], params["pointers"], params["protect"])
+            result.update(removed_releases=removed, removed_wheelhouses=wheelhouses)
+            result["changed"] = bool(removed or wheelhouses)
+    except OSError as exc:
+        module.fail_json(
+            msg=f"release: cannot change {exc.filename or app_root}: {exc.strerror}. Run it as a user who can write "
+            "the application's root (become: true)."
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""greenlight.django.release: runs in-process on an application tree made in a temporary directory."""
+
+import os
+
+import pytest
+from ansible_collections.greenlight.django.plugins.modules import release
+from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils import (
+    AnsibleExitJson,
+    AnsibleFailJson,
+    patched_exits,
+    set_module_args,
+)
+
+R1, R2, R3, R4 = (f"2026010{n}T100000Z-{n * 12}" for n in range(1, 5))
+
+
+def run(args, check=False, diff=False):
+    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    with set_module_args(args), patched_exits():
+        with pytest.raises((AnsibleExitJson, AnsibleFailJson)) as raised:
+            release.main()
+    return raised.value.result
+
+
+def make(root, release_id, complete=True, wheelhouse=None):
+    home = root / "releases" / release_id
+    (home / ".venv").mkdir(parents=True)
+    if complete:
+        (home / "REVISION").write_text("a" * 40 + "\n")
+    if wheelhouse:
+        (home / ".venv" / "wheelhouse").write_text(wheelhouse + "\n")
+        (root / "wheels" / wheelhouse).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture
+def app(tmp_path):
+    root = tmp_path / "mysite"
+    make(root, R1, wheelhouse="w-old")
+    make(root, R2, wheelhouse="w-old")
+    make(root, R3, wheelhouse="w-new")
+    make(root, R4, complete=False)
+    (root / "wheels" / "w-orphan").mkdir()
+    os.symlink(f"releases/{R1}", root / "blue")
+    os.symlink(f"releases/{R3}", root / "current")
+    return root
+
+
+def test_points_atomically_and_says_what_it_pointed_at(app):
+    args = {"app_root": str(app), "state": "pointed", "pointer": "current", "release": R2}
+    checked = run(args, check=True, diff=True)
+    assert checked["changed"] is True and checked["before"] == R3
+    assert checked["diff"]["before"] == f"releases/{R3}\n" and checked["diff"]["after"] == f"releases/{R2}\n"
+    assert os.readlink(app / "current") == f"releases/{R3}"  # check mode changes nothing
+    done = run(args)
+    assert done["changed"] is True and done["before"] == R3
+    assert os.readlink(app / "current") == f"releases/{R2}"
+    assert not [name for name in os.listdir(app) if name.startswith(".")]  # no temporary link left
+    assert run(args)["changed"] is False
+
+
+def test_a_new_pointer_is_created(app):
+    result = run({"app_root": str(app), "state": "pointed", "pointer": "green", "release": R3})
+    assert result["changed"] is True and result["before"] == ""
+    assert os.readlink(app / "green") == f"releases/{R3}"
+
+
+def test_refuses_an_incomplete_release_a_pointer_that_is_not_a_link_and_bad_names(app):
+    result = run({"app_root": str(app), "state": "pointed", "release": R4})
+    assert result["failed"] and result["msg"] == (
+        f"release: cannot point {app / 'current'} at {R4}: the release is missing or incomplete (no REVISION file). "
+        "Build it first (greenlight.django.code_sync)."
+    )
+    assert os.readlink(app / "current") == f"releases/{R3}"
+    (app / "green").write_text("a file\n")
+    result = run({"app_root": str(app), "state": "pointed", "pointer": "green", "release": R2})
+    assert result["msg"].endswith(f"{app / 'green'} exists and is not a symlink; move it away.")
+    result = run({"app_root": str(app), "state": "pointed", "release": "../elsewhere"})
+    assert "must name a link" in result["msg"]
+    result = run({"app_root": str(app), "state": "pointed"})
+    assert "release" in result["msg"] and result["failed"]
+
+
+def test_prunes_all_but_the_newest_and_the_referenced_and_their_wheelhouses(app):
+    args = {"app_root": str(app), "state": "pruned", "keep": 1}
+    checked = run(args, check=True)
+    # R3 is referenced by current, R1 by blue, R4 is the newest: only R2 goes.
+    assert checked["removed_releases"] == [R2]
+    assert checked["removed_wheelhouses"] == ["w-orphan"]
+    assert sorted(os.listdir(app / "releases")) == [R1, R2, R3, R4]  # check mode removes nothing
+    done = run(args)
+    assert done["changed"] is True and done["removed_releases"] == [R2]
+    assert sorted(os.listdir(app / "releases")) == [R1, R3, R4]
+    assert sorted(os.listdir(app / "wheels")) == ["w-new", "w-old"]  # w-old: R1 still uses it
+    assert run(args)["changed"] is False
+
+
+def test_protect_keeps_a_release_and_its_wheelhouse(app):
+    os.unlink(app / "blue")
+    result = run({"app_root": str(app), "state": "pruned", "keep": 1, "protect": [R2]})
+    assert result["removed_releases"] == [R1]
+    assert sorted(os.listdir(app / "wheels")) == ["w-new", "w-old"]
+
+
+def test_keep_must_be_positive_and_a_missing_root_prunes_nothing(app, tmp_path):
+    assert "keep must be 1 or more" in run({"app_root": str(app), "state": "pruned", "keep": 0})["msg"]
+    result = run({"app_root": str(tmp_path / "nope"), "state": "pruned"})
+    assert result["changed"] is False and result["removed_releases"] == []
