@@ -1,0 +1,11 @@
+from django.urls import path
+
+from notes import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("notes/", views.note_list, name="note-list"),
+    path("notes/new", views.note_create, name="note-create"),
+    path("healthz", views.healthz, name="healthz"),
+    path("version", views.version, name="version"),
+]

@@ -1,0 +1,15 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("notes", "0003_backfill_tag"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="note",
+            name="rating",
+            field=models.PositiveSmallIntegerField(blank=True, null=True),
+        ),
+    ]

@@ -1,0 +1,1336 @@
+# Copyright: greenlight.django contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""PRIVATE to the greenlight.django collection. Do not use it from other collections.
+
+Migration inspector of ``greenlight.django.migration_status``.
+
+The module does not run this code in Ansible's interpreter: it sends the text of
+this file to the application's interpreter (``python -``, working directory = the
+project) and reads back one JSON document printed between two marker lines that
+carry a per-run nonce. Options arrive as JSON in the environment variable named
+by ``OPTIONS_ENV`` (never on the command line).
+
+What it does, in one process and without writing anything:
+
+* imports the settings module, then starts Django once (``django.setup()``);
+* opens the database read-only (SQLite ``mode=ro``; a read-only, rolled back
+  transaction on PostgreSQL);
+* builds the migration loader, checks history consistency and conflicts,
+  computes the plan ``migrate`` would run, and reports raw facts about each
+  operation of each pending migration (no judgement: classification happens
+  on the Ansible side, see ``_migration_rules.py``);
+* runs Django's autodetector in memory (like ``makemigrations --check
+  --dry-run``, but no file is ever written);
+* optionally collects the SQL of each pending migration like ``sqlmigrate``
+  does (a ``collect_sql`` schema editor: nothing is executed).
+
+Only the standard library is imported at module level: Ansible's interpreter
+imports this file (to ship it) and has no Django.
+"""
+
+import importlib
+import json
+import os
+import re
+import signal
+import sys
+import traceback
+from urllib.parse import quote, unquote
+
+OPTIONS_ENV = "GREENLIGHT_MIGRATION_STATUS_OPTIONS"
+BEGIN_MARKER = "<<<GREENLIGHT-MIGRATION-STATUS-BEGIN"
+END_MARKER = "<<<GREENLIGHT-MIGRATION-STATUS-END"
+# "<<<GREENLIGHT-MIGRATION-STATUS-STAGE <nonce> <stage>" on stdout before each
+# stage: when the process ends without a result, the last one says where.
+STAGE_MARKER = "<<<GREENLIGHT-MIGRATION-STATUS-STAGE"
+STAGES = {
+    "settings": "importing the settings module",
+    "setup": "starting Django (django.setup(): the apps and their models)",
+    "database": "connecting to the database",
+    "migrations": "loading the migration files",
+    "plan": "reading the pending migrations",
+    "models": "comparing the models with the migrations",
+}
+SCHEMA_VERSION = 1
+
+# Operation classes whose module starts with one of these are Django's own:
+# their database_forwards() only goes through the schema editor, so it is safe
+# to call with a collect_sql editor. Anything else is a third-party operation.
+DJANGO_MODULE_PREFIXES = ("django.db.migrations.", "django.contrib.")
+
+# Phase marker values (class attribute ``greenlight_phase`` on a Migration).
+PHASE_ATTRIBUTE = "greenlight_phase"
+SAFE_ATTRIBUTE = "greenlight_safe"
+
+
+class InspectionTimeout(BaseException):
+    """Raised by SIGALRM; a BaseException so that user code's ``except Exception`` cannot swallow it."""
+
+
+_RUN = {"nonce": "", "stdout": None, "stage": None}
+
+
+def stage(name):
+    """Say on stdout which stage starts (see STAGE_MARKER)."""
+    _RUN["stage"] = name
+    out = _RUN["stdout"]
+    if out is not None:
+        out.write(f"\n{STAGE_MARKER} {_RUN['nonce']} {name}\n")
+        out.flush()
+
+
+def where(exc, project=None):
+    """``file:line`` of the innermost frame of the traceback outside Python and Django, or None."""
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        name = frame.filename or ""
+        if project and not os.path.abspath(name).startswith(project + os.sep):
+            continue
+        if not project and ("/django/" in name or "/lib/python" in name or name.startswith("<")):
+            continue
+        found = f"{name}, line {frame.lineno}"
+    return found
+
+
+def _timed_out(signum, frame):
+    raise InspectionTimeout()
+
+
+class InspectionError(Exception):
+    """A problem the user must fix; ``kind`` lets the module word it."""
+
+    def __init__(self, kind, message, **details):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details
+
+
+def one_line(text):
+    """Collapse whitespace so a message reads as one paragraph."""
+    return re.sub(r"\s+", " ", str(text)).strip()
+
+
+def exception_last_line(exc):
+    """The last line of the traceback Python would print: ``Type: message``."""
+    lines = traceback.format_exception_only(type(exc), exc)
+    last = lines[-1].strip() if lines else type(exc).__name__
+    if isinstance(exc, SyntaxError) and exc.filename:
+        last = f"{last} ({exc.filename}, line {exc.lineno})"
+    return one_line(last)
+
+
+def exception_message(exc):
+    """``str(exc)`` on one line, or the class name when it is empty."""
+    text = one_line(exc)
+    return text or type(exc).__name__
+
+
+# ---------------------------------------------------------------------------
+# Field and model facts (pure state: nothing is rendered, nothing is queried)
+# ---------------------------------------------------------------------------
+
+
+def _has_db_default(field):
+    method = getattr(field, "has_db_default", None)  # Django 5.0+
+    if method is None:
+        return False
+    try:
+        return bool(method())
+    except Exception:  # pylint: disable=broad-except
+        return False
+
+
+def _column(field, name):
+    column = getattr(field, "db_column", None)
+    if column:
+        return column
+    if getattr(field, "many_to_many", False):
+        return None
+    if getattr(field, "many_to_one", False) or getattr(field, "one_to_one", False):
+        return f"{name}_id"
+    return name
+
+
+def _db_parameters(field, name, connection):
+    """(type, check) of the column Django would create; (None, None) for relations, M2M and errors.
+
+    The check is the CHECK constraint Django adds with the column (for example
+    ``"price" >= 0`` of a PositiveIntegerField), from the same ``db_parameters``
+    the schema editor uses.
+    """
+    if getattr(field, "is_relation", False):
+        return None, None
+    try:
+        bound = field.clone()
+        bound.set_attributes_from_name(name)
+        params = bound.db_parameters(connection=connection)
+    except Exception:  # pylint: disable=broad-except
+        return None, None
+    return params.get("type") or None, params.get("check") or None
+
+
+def _target(field):
+    """``app.model`` a relation points to (lower case), or None."""
+    remote = getattr(field, "remote_field", None)
+    if remote is None:
+        return None
+    model = getattr(remote, "model", None)
+    if isinstance(model, str):
+        label = model
+    elif model is not None and hasattr(model, "_meta"):
+        label = model._meta.label
+    else:
+        return None
+    return label.lower()
+
+
+def field_facts(field, name, connection):
+    db_type, db_check = _db_parameters(field, name, connection)
+    return {
+        "name": name,
+        "class": f"{type(field).__module__}.{type(field).__name__}",
+        "null": bool(getattr(field, "null", False)),
+        "has_default": bool(field.has_default()),
+        "has_db_default": _has_db_default(field),
+        "many_to_many": bool(getattr(field, "many_to_many", False)),
+        "is_relation": bool(getattr(field, "is_relation", False)),
+        "related_to": _target(field),
+        "unique": bool(getattr(field, "unique", False)),
+        "primary_key": bool(getattr(field, "primary_key", False)),
+        "generated": bool(getattr(field, "generated", False)),
+        "blank": bool(getattr(field, "blank", False)),
+        "db_index": bool(getattr(field, "db_index", False)),
+        "db_constraint": bool(getattr(field, "db_constraint", False)),
+        "auto_now": bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)),
+        "column": _column(field, name),
+        "db_type": db_type,
+        "db_check": db_check,
+        "auto_through": _auto_through(field),
+    }
+
+
+def _auto_through(field):
+    """True when a ManyToManyField owns its join table (no explicit through=)."""
+    if not getattr(field, "many_to_many", False):
+        return None
+    through = getattr(field.remote_field, "through", None)
+    if through is None:
+        return True
+    if isinstance(through, str):
+        return False
+    return bool(getattr(getattr(through, "_meta", None), "auto_created", False))
+
+
+_DEFAULT_NON_DB_ATTRS = (
+    "blank",
+    "choices",
+    "db_column",
+    "editable",
+    "error_messages",
+    "help_text",
+    "limit_choices_to",
+    "on_delete",
+    "related_name",
+    "related_query_name",
+    "validators",
+    "verbose_name",
+)
+
+
+def _comparable(field):
+    path, args, kwargs = field.deconstruct()[1:]
+    for attr in getattr(field, "non_db_attrs", _DEFAULT_NON_DB_ATTRS):
+        kwargs.pop(attr, None)
+    if isinstance(kwargs.get("to"), str):
+        kwargs["to"] = kwargs["to"].lower()
+    return path, list(args), kwargs
+
+
+def db_change(old_field, new_field, name):
+    """Would Django's schema editor touch the database for this AlterField?
+
+    Same test as ``BaseDatabaseSchemaEditor._field_should_be_altered``: the
+    column name, or any deconstructed attribute that is not in the field's
+    ``non_db_attrs`` (help_text, verbose_name, choices, validators...).
+    """
+    try:
+        if _column(old_field, name) != _column(new_field, name):
+            return True
+        return _comparable(old_field) != _comparable(new_field)
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def _default_table(app_label, model_name, connection):
+    from django.db.backends.utils import truncate_name
+
+    return truncate_name(f"{app_label}_{model_name.lower()}", connection.ops.max_name_length())
+
+
+def _model_state(state, app_label, model_name):
+    return state.models.get((app_label, model_name.lower()))
+
+
+def model_facts(model_state, app_label, connection):
+    if model_state is None:
+        return {"found": False, "managed": True, "proxy": False, "db_table": None}
+    options = model_state.options
+    return {
+        "found": True,
+        "managed": bool(options.get("managed", True)),
+        "proxy": bool(options.get("proxy", False)),
+        "db_table": options.get("db_table") or _default_table(app_label, model_state.name, connection),
+    }
+
+
+def _state_field(model_state, name):
+    if model_state is None:
+        return None
+    fields = model_state.fields
+    if isinstance(fields, dict):
+        return fields.get(name)
+    for field_name, field in fields:  # very old state layout
+        if field_name == name:
+            return field
+    return None
+
+
+def _normalize_together(value):
+    if not value:
+        return set()
+    value = list(value)
+    if value and isinstance(value[0], str):
+        value = [value]
+    return {tuple(item) for item in value}
+
+
+def _allowed(router, alias, app_label, **hints):
+    try:
+        return bool(router.allow_migrate(alias, app_label, **hints))
+    except Exception:  # pylint: disable=broad-except
+        return True
+
+
+def _sql_texts(sql):
+    """RunSQL.sql as a list of statement strings (params are left out)."""
+    if sql is None:
+        return []
+    if isinstance(sql, (list, tuple)):
+        texts = []
+        for item in sql:
+            if isinstance(item, (list, tuple)):
+                item = item[0] if item else ""
+            texts.append(str(item))
+        return texts
+    return [str(sql)]
+
+
+class Context:
+    """What every fact extractor needs."""
+
+    def __init__(self, connection, alias, router):
+        self.connection = connection
+        self.alias = alias
+        self.router = router
+        self.state_broken = False
+        # Tables created by the pending plan so far: db_table -> "app.name" of
+        # the migration that creates it. The code that serves has never used them.
+        self.created_in = {}
+        self.migration = None  # "app.name" of the migration being inspected
+        # Tables the plan renamed so far: current name -> (name before the plan,
+        # "app.name" of the renaming migration, facts of the renaming operation).
+        self.renamed = {}
+
+
+def state_tables(state, connection):
+    """db_table of every managed, concrete model of ``state``."""
+    tables = set()
+    for (app_label, _model), model_state in state.models.items():
+        options = model_state.options
+        if options.get("proxy") or not options.get("managed", True):
+            continue
+        tables.add(options.get("db_table") or _default_table(app_label, model_state.name, connection))
+    return tables
+
+
+def operation_bases(op):
+    """Names of the Django-defined classes in the operation's MRO, nearest first."""
+    names = []
+    for klass in type(op).__mro__:
+        module = getattr(klass, "__module__", "") or ""
+        if module.startswith(DJANGO_MODULE_PREFIXES):
+            names.append(klass.__name__)
+    return names
+
+
+def is_django_operation(op):
+    return (type(op).__module__ or "").startswith(DJANGO_MODULE_PREFIXES)
+
+
+def _safe_describe(op):
+    try:
+        return one_line(op.describe())
+    except Exception:  # pylint: disable=broad-except
+        return type(op).__name__
+
+
+def _safe_reversible(op):
+    try:
+        return bool(op.reversible)
+    except Exception:  # pylint: disable=broad-except
+        return False
+
+
+def operation_facts(op, app_label, state, ctx):
+    """Raw facts about one operation, computed against ``state`` (before it)."""
+    facts = {
+        "type": type(op).__name__,
+        "module": type(op).__module__,
+        "bases": operation_bases(op),
+        "django": is_django_operation(op),
+        "description": _safe_describe(op),
+        "reversible": _safe_reversible(op),
+        "emits_sql": None,
+    }
+    if not facts["django"]:
+        return facts
+    try:
+        _django_operation_facts(op, app_label, state, ctx, facts)
+    except Exception as exc:  # pylint: disable=broad-except
+        facts["error"] = exception_last_line(exc)
+        facts["emits_sql"] = None
+    table = facts.get("old_db_table") or (facts.get("model") or {}).get("db_table")
+    if table and table in ctx.created_in:
+        facts["new_table_from"] = ctx.created_in[table]
+    return facts
+
+
+def _track_rename(ctx, facts, old_table, new_table):
+    """Pair a table rename with a later migration of the plan that renames the table back.
+
+    Each migration commits on its own: between the two the table exists only
+    under the other name, so the pair does not cancel out the way it does in
+    one atomic migration (see _mark_restored_tables). Both operations learn of
+    each other: ``restored_by`` on the first, ``restores_rename_of`` on the
+    second.
+    """
+    if not facts.get("emits_sql") or old_table == new_table:
+        return
+    earlier = ctx.renamed.pop(old_table, None)
+    if earlier is not None and earlier[0] == new_table and earlier[1] != ctx.migration:
+        earlier[2]["restored_by"] = ctx.migration
+        facts["restores_rename_of"] = earlier[1]
+        return
+    ctx.renamed[new_table] = (earlier[0] if earlier else old_table, ctx.migration, facts)
+
+
+def _table_created(ctx, table, renamed_from=None):
+    """Remember that the plan creates ``table`` (or renames a table it created)."""
+    if renamed_from is None:
+        ctx.created_in[table] = ctx.migration
+    elif renamed_from in ctx.created_in:
+        ctx.created_in[table] = ctx.created_in[renamed_from]
+
+
+# Statements PostgreSQL refuses inside a transaction block.
+_SQL_OUTSIDE_TRANSACTION = re.compile(
+    r"\b(?:CONCURRENTLY|VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CREATE\s+TABLESPACE)\b", re.I
+)
+
+
+def _django_operation_facts(op, app_label, state, ctx, facts):  # one branch per operation family
+    from django.db import migrations
+
+    connection = ctx.connection
+    bases = facts["bases"]
+
+    def model_allowed(model_name):
+        return _allowed(ctx.router, ctx.alias, app_label, model_name=model_name.lower())
+
+    def model_writes(model, model_name):
+        return model_allowed(model_name) and model["managed"] and not model["proxy"]
+
+    if isinstance(op, migrations.SeparateDatabaseAndState):
+        nested = []
+        if op.database_operations:
+            inner = state.clone()
+            for inner_op in op.database_operations:
+                nested.append(operation_facts(inner_op, app_label, inner, ctx))
+                inner_op.state_forwards(app_label, inner)
+        facts["database_operations"] = nested
+        facts["state_operations"] = [_safe_describe(inner_op) for inner_op in op.state_operations]
+        facts["columns_kept"] = _columns_kept(op, app_label, state, connection)
+        facts["reversible"] = facts["reversible"] and all(item["reversible"] for item in nested)
+        facts["emits_sql"] = any(item["emits_sql"] is not False for item in nested) if nested else False
+        return
+
+    if isinstance(op, migrations.RunPython):
+        noop = migrations.RunPython.noop
+        facts["has_reverse"] = op.reverse_code is not None
+        facts["noop"] = op.code is noop
+        facts["allowed"] = _allowed(ctx.router, ctx.alias, app_label, **(op.hints or {}))
+        facts["emits_sql"] = None if facts["allowed"] and not facts["noop"] else False
+        return
+
+    if isinstance(op, migrations.RunSQL):
+        facts["has_reverse"] = op.reverse_sql is not None
+        facts["sql_text"] = _sql_texts(op.sql)
+        facts["noop"] = not any(text.strip() for text in facts["sql_text"])
+        facts["allowed"] = _allowed(ctx.router, ctx.alias, app_label, **(op.hints or {}))
+        facts["emits_sql"] = facts["allowed"] and not facts["noop"]
+        facts["outside_transaction"] = any(_SQL_OUTSIDE_TRANSACTION.search(text) for text in facts["sql_text"])
+        return
+
+    if "NotInTransactionMixin" in bases:  # AddIndexConcurrently, RemoveIndexConcurrently
+        facts["outside_transaction"] = True
+
+    if isinstance(op, migrations.CreateModel):
+        options = op.options or {}
+        managed = bool(options.get("managed", True)) and not options.get("proxy", False)
+        facts["model"] = {"managed": bool(options.get("managed", True)), "proxy": bool(options.get("proxy", False))}
+        facts["emits_sql"] = managed and model_allowed(op.name)
+        facts["references_old"] = _old_tables_referenced([field for _name, field in op.fields], state, ctx)
+        if facts["emits_sql"]:
+            _table_created(ctx, options.get("db_table") or _default_table(app_label, op.name, connection))
+        return
+
+    if isinstance(op, migrations.DeleteModel):
+        model = model_facts(_model_state(state, app_label, op.name), app_label, connection)
+        facts["model"] = model
+        facts["emits_sql"] = model_writes(model, op.name)
+        return
+
+    if isinstance(op, migrations.RenameModel):
+        old_state = _model_state(state, app_label, op.old_name)
+        model = model_facts(old_state, app_label, connection)
+        old_table = model["db_table"]
+        explicit = old_state is not None and old_state.options.get("db_table")
+        new_table = explicit or _default_table(app_label, op.new_name, connection)
+        referencing_m2m = _m2m_pointing_to(state, f"{app_label}.{op.old_name_lower}")
+        facts["model"] = model
+        facts["old_db_table"] = old_table
+        facts["new_db_table"] = new_table
+        facts["m2m_references"] = referencing_m2m
+        facts["emits_sql"] = model_writes(model, op.old_name) and (old_table != new_table or bool(referencing_m2m))
+        _table_created(ctx, new_table, renamed_from=old_table)
+        _track_rename(ctx, facts, old_table, new_table)
+        return
+
+    if isinstance(op, migrations.AlterModelTable):
+        model = model_facts(_model_state(state, app_label, op.name), app_label, connection)
+        new_table = op.table or _default_table(app_label, op.name, connection)
+        facts["model"] = model
+        facts["old_db_table"] = model["db_table"]
+        facts["new_db_table"] = new_table
+        facts["emits_sql"] = model_writes(model, op.name) and model["db_table"] != new_table
+        _table_created(ctx, new_table, renamed_from=model["db_table"])
+        _track_rename(ctx, facts, model["db_table"], new_table)
+        return
+
+    if isinstance(op, (migrations.AddField, migrations.RemoveField, migrations.AlterField, migrations.RenameField)):
+        model_state = _model_state(state, app_label, op.model_name)
+        model = model_facts(model_state, app_label, connection)
+        facts["model"] = model
+        writes = model_writes(model, op.model_name)
+        if isinstance(op, migrations.AddField):
+            field = field_facts(op.field, op.name, connection)
+            facts["field"] = field
+            facts["references_old"] = _old_tables_referenced([op.field], state, ctx)
+            if field["many_to_many"] and _m2m_constrained(op.field) and model["found"]:
+                # The join table references this model's table too: the old code's deletes there fail as well.
+                if model["db_table"] not in ctx.created_in:
+                    facts["references_old"] = sorted({*facts["references_old"], f"{app_label}.{op.model_name_lower}"})
+            concrete = field["many_to_many"] is False or field["auto_through"] is True
+            facts["emits_sql"] = writes and concrete
+        elif isinstance(op, migrations.RemoveField):
+            old = _state_field(model_state, op.name)
+            if old is None:
+                facts["emits_sql"] = writes
+                return
+            field = field_facts(old, op.name, connection)
+            facts["field"] = field
+            concrete = field["many_to_many"] is False or field["auto_through"] is True
+            facts["emits_sql"] = writes and concrete
+        elif isinstance(op, migrations.AlterField):
+            old = _state_field(model_state, op.name)
+            facts["new_field"] = field_facts(op.field, op.name, connection)
+            if old is None:
+                facts["emits_sql"] = writes
+                return
+            facts["old_field"] = field_facts(old, op.name, connection)
+            change = db_change(old, op.field, op.name)
+            facts["db_change"] = change
+            facts["emits_sql"] = None if change is None else (writes and change)
+        else:  # RenameField
+            old = _state_field(model_state, op.old_name)
+            if old is None:
+                facts["emits_sql"] = writes
+                return
+            old_column = _column(old, op.old_name)
+            new_column = _column(old, op.new_name)
+            facts["old_column"] = old_column
+            facts["new_column"] = new_column
+            facts["emits_sql"] = writes and old_column != new_column
+        return
+
+    together = tuple(
+        getattr(migrations, name) for name in ("AlterUniqueTogether", "AlterIndexTogether") if hasattr(migrations, name)
+    )
+    if isinstance(op, together):
+        model = model_facts(_model_state(state, app_label, op.name), app_label, connection)
+        model_state = _model_state(state, app_label, op.name)
+        option = op.option_name
+        old = _normalize_together(model_state.options.get(option) if model_state is not None else None)
+        new = _normalize_together(op.option_value)
+        facts["model"] = model
+        facts["added"] = sorted([list(item) for item in new - old])
+        facts["removed"] = sorted([list(item) for item in old - new])
+        facts["emits_sql"] = model_writes(model, op.name) and bool(new ^ old)
+        return
+
+    if isinstance(op, migrations.AddConstraint) or "AddConstraintNotValid" in bases:
+        from django.db.models import CheckConstraint, UniqueConstraint
+
+        constraint = op.constraint
+        if isinstance(constraint, UniqueConstraint):
+            kind = "unique"
+        elif isinstance(constraint, CheckConstraint):
+            kind = "check"
+        elif type(constraint).__name__ == "ExclusionConstraint":
+            kind = "exclusion"
+        else:
+            kind = "other"
+        model = model_facts(_model_state(state, app_label, op.model_name), app_label, connection)
+        facts["model"] = model
+        facts["constraint"] = {"name": getattr(constraint, "name", None), "kind": kind}
+        facts["emits_sql"] = model_writes(model, op.model_name)
+        return
+
+    if isinstance(op, migrations.AlterOrderWithRespectTo):
+        model_state = _model_state(state, app_label, op.name)
+        model = model_facts(model_state, app_label, connection)
+        before = model_state.options.get("order_with_respect_to") if model_state is not None else None
+        facts["model"] = model
+        facts["adds_order_column"] = bool(op.order_with_respect_to) and not before
+        facts["removes_order_column"] = bool(before) and not op.order_with_respect_to
+        changes_column = facts["adds_order_column"] or facts["removes_order_column"]
+        facts["emits_sql"] = model_writes(model, op.name) and changes_column
+        return
+
+    model_name = getattr(op, "model_name", None) or getattr(op, "name", None)
+    if isinstance(op, (migrations.AlterModelOptions, migrations.AlterModelManagers)):
+        facts["emits_sql"] = False
+        return
+    if isinstance(model_name, str) and _model_state(state, app_label, model_name) is not None:
+        model = model_facts(_model_state(state, app_label, model_name), app_label, connection)
+        facts["model"] = model
+        if not model_writes(model, model_name):
+            facts["emits_sql"] = False
+            return
+    # Index operations, comments, extensions, collations...: SQL unless the
+    # router keeps this app off the database.
+    facts["emits_sql"] = _allowed(ctx.router, ctx.alias, app_label)
+
+
+def _columns_kept(op, app_label, state, connection):
+    """Fields that SeparateDatabaseAndState removes from the state while the database keeps their column."""
+    from django.db import migrations
+
+    touched = {
+        (getattr(inner, "model_name_lower", None), getattr(inner, "name_lower", None))
+        for inner in op.database_operations
+    }
+    kept = []
+    for inner in op.state_operations:
+        if not isinstance(inner, migrations.RemoveField) or (inner.model_name_lower, inner.name_lower) in touched:
+            continue
+        field = _state_field(_model_state(state, app_label, inner.model_name), inner.name)
+        if field is not None:
+            kept.append(dict(field_facts(field, inner.name, connection), model=inner.model_name_lower))
+    return kept
+
+
+def _old_tables_referenced(fields, state, ctx):
+    """``app.model`` labels of tables that existed before the plan which these fields reference with a
+    database constraint (a ForeignKey, or the join table of an auto-created ManyToManyField)."""
+    found = []
+    for field in fields:
+        if not getattr(field, "is_relation", False):
+            continue
+        if not getattr(field, "many_to_many", False) and not getattr(field, "db_constraint", False):
+            continue
+        if getattr(field, "many_to_many", False) and not _m2m_constrained(field):
+            continue
+        label = _target(field)
+        if not label or "." not in label:
+            continue
+        app_label, model_name = label.split(".", 1)
+        model = model_facts(_model_state(state, app_label, model_name), app_label, ctx.connection)
+        if model["found"] and model["db_table"] not in ctx.created_in:
+            found.append(label)
+    return sorted(set(found))
+
+
+def _m2m_constrained(field):
+    """A ManyToManyField whose own join table has foreign key constraints (no through=, db_constraint kept)."""
+    return bool(_auto_through(field)) and bool(getattr(field.remote_field, "db_constraint", True))
+
+
+def _m2m_pointing_to(state, label):
+    """Auto-created M2M join tables whose column is named after ``label``'s model."""
+    found = []
+    for (app_label, model_name), model_state in state.models.items():
+        fields = model_state.fields.items() if isinstance(model_state.fields, dict) else model_state.fields
+        for name, field in fields:
+            if getattr(field, "many_to_many", False) and _target(field) == label and _auto_through(field):
+                found.append(f"{app_label}.{model_name}.{name}")
+    return found
+
+
+# ---------------------------------------------------------------------------
+# SQL (include_sql): the sqlmigrate machinery, per migration, nothing executed
+# ---------------------------------------------------------------------------
+
+
+def _state_forwards(op, app_label, state, facts, ctx):
+    """Apply the operation to the state; a failing third-party op must not stop the inspection."""
+    try:
+        op.state_forwards(app_label, state)
+    except Exception as exc:  # pylint: disable=broad-except
+        facts["error"] = f"state_forwards failed: {exception_last_line(exc)}"
+        ctx.state_broken = True
+        return False
+    return True
+
+
+def forward(migration, state, ctx, include_sql):
+    """Advance ``state`` through ``migration``; return (operation facts, sql or None).
+
+    Facts of each operation are read from the state just before it. With
+    ``include_sql`` the operations also go through a collect_sql schema editor,
+    the sqlmigrate machinery: nothing is executed. Only Django's own operations
+    get ``database_forwards`` (they only talk to the schema editor); RunPython
+    and third-party operations are listed as comments.
+    """
+    app_label = migration.app_label
+    facts = []
+    if not include_sql:
+        for op in migration.operations:
+            facts.append(operation_facts(op, app_label, state, ctx))
+            _state_forwards(op, app_label, state, facts[-1], ctx)
+        return facts, None
+
+    from django.db import transaction
+
+    connection = ctx.connection
+    editor = connection.schema_editor(collect_sql=True, atomic=False)
+    try:
+        editor.__enter__()
+    except Exception as exc:  # pylint: disable=broad-except
+        for op in migration.operations:
+            facts.append(operation_facts(op, app_label, state, ctx))
+            _state_forwards(op, app_label, state, facts[-1], ctx)
+        return facts, [f"-- greenlight: the schema editor did not start: {exception_last_line(exc)}"]
+    collected = editor.collected_sql
+    failed = None
+    try:
+        for op in migration.operations:
+            facts.append(operation_facts(op, app_label, state, ctx))
+            collected.append(f"-- {_safe_describe(op)}")
+            before = len(collected) + len(editor.deferred_sql)
+            old_state = state.clone()
+            if not _state_forwards(op, app_label, state, facts[-1], ctx):
+                collected.append("-- greenlight: SQL not generated (the operation's state change failed)")
+                continue
+            if not is_django_operation(op):
+                label = f"{type(op).__module__}.{type(op).__name__}"
+                collected.append(f"-- (third-party operation {label}: SQL not generated)")
+                continue
+            if not op.reduces_to_sql:
+                collected.append("-- THIS OPERATION CANNOT BE WRITTEN AS SQL")
+                continue
+            try:
+                if connection.in_atomic_block:
+                    with transaction.atomic(using=ctx.alias):  # a savepoint: an error must not end the transaction
+                        _database_forwards(op, app_label, editor, old_state, state)
+                else:
+                    _database_forwards(op, app_label, editor, old_state, state)
+            except Exception as exc:  # pylint: disable=broad-except
+                facts[-1]["sql_error"] = exception_last_line(exc)
+                collected.append(f"-- greenlight: SQL not generated: {facts[-1]['sql_error']}")
+                continue
+            if before == len(collected) + len(editor.deferred_sql):
+                collected.append("-- (no-op)")
+    except Exception as exc:  # pylint: disable=broad-except
+        failed = exc
+    finally:
+        try:
+            editor.__exit__(None, None, None)
+        except Exception as exc:  # pylint: disable=broad-except
+            collected.append(f"-- greenlight: deferred SQL not generated: {exception_last_line(exc)}")
+    if failed is not None:
+        raise failed
+    statements = []
+    transactional = migration.atomic and connection.features.can_rollback_ddl
+    if transactional:
+        statements.append("BEGIN;")
+    statements.extend(str(line) for line in collected)
+    if transactional:
+        statements.append("COMMIT;")
+    return facts, statements
+
+
+def _database_forwards(op, app_label, editor, from_state, to_state):
+    from django.db import migrations
+
+    if isinstance(op, migrations.SeparateDatabaseAndState):
+        # Same as SeparateDatabaseAndState.database_forwards, but third-party
+        # and RunPython operations inside it are not run.
+        current = from_state
+        for inner in op.database_operations:
+            after = current.clone()
+            inner.state_forwards(app_label, after)
+            if is_django_operation(inner) and inner.reduces_to_sql:
+                _database_forwards(inner, app_label, editor, current, after)
+            else:
+                name = type(inner).__name__
+                editor.collected_sql.append(f"-- ({name} inside SeparateDatabaseAndState: SQL not generated)")
+            current = after
+        return
+    if "NotInTransactionMixin" in operation_bases(op):
+        _concurrent_index_forwards(op, app_label, editor, from_state, to_state)
+        return
+    op.database_forwards(app_label, editor, from_state, to_state)
+
+
+def _concurrent_index_forwards(op, app_label, editor, from_state, to_state):
+    """AddIndexConcurrently/RemoveIndexConcurrently without their own transaction guard.
+
+    The guard would see the inspection's read-only transaction, not the
+    migration's; whether the migration itself runs in one is judged from its
+    ``atomic`` flag (see _migration_rules). Other backends have no concurrent
+    index at all, and their schema editor would fail with a TypeError.
+    """
+    from django.db import NotSupportedError
+
+    if editor.connection.vendor != "postgresql":
+        raise NotSupportedError(f"{type(op).__name__} works only on PostgreSQL, not on {editor.connection.vendor}")
+    if "AddIndex" in operation_bases(op):
+        model = to_state.apps.get_model(app_label, op.model_name)
+        editor.add_index(model, op.index, concurrently=True)
+        return
+    model = from_state.apps.get_model(app_label, op.model_name)
+    index = from_state.models[app_label, op.model_name_lower].get_index_by_name(op.name)
+    editor.remove_index(model, index, concurrently=True)
+
+
+# ---------------------------------------------------------------------------
+# Inspection
+# ---------------------------------------------------------------------------
+
+
+def _marker(migration, attribute):
+    return getattr(migration, attribute, None)
+
+
+def _make_sqlite_read_only(connection, warnings):
+    """Point SQLite at its file in read-only mode (or at an empty in-memory DB)."""
+    if connection.vendor != "sqlite":
+        return
+    name = connection.settings_dict.get("NAME")
+    if not name:
+        return
+    name = str(name)
+    if name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
+        return
+    path = os.path.abspath(name)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise InspectionError(
+            "database_missing",
+            f"The SQLite database {path} is in a directory that does not exist ({os.path.dirname(path)}): a wrong "
+            "NAME in DATABASES or a volume that is not mounted, not an empty database.",
+        )
+    if not os.path.exists(path):
+        warnings.append(f"The SQLite database {path} does not exist yet; it was inspected as an empty database.")
+        connection.settings_dict["NAME"] = ":memory:"
+        return
+    connection.settings_dict["NAME"] = f"file:{quote(path)}?mode=ro"
+
+
+def _prepare_sys_path(options):
+    project = os.path.abspath(options.get("project_path") or os.getcwd())
+    extra = [os.path.abspath(os.path.join(project, item)) for item in options.get("pythonpath") or []]
+    rest = [item for item in sys.path if item not in ("", ".", project)]
+    sys.path[:] = [project] + extra + rest
+    sys.argv = [os.path.join(project, "manage.py")]
+    return project
+
+
+def start_django(options):
+    """Import settings, then ``django.setup()`` once. Returns the django module."""
+    try:
+        import django
+    except ImportError as exc:
+        raise InspectionError(
+            "django_missing",
+            f"The interpreter {sys.executable} (Python {sys.version.split()[0]}) cannot import Django: "
+            f"{exception_last_line(exc)}.",
+        ) from exc
+    settings_module = options.get("settings")
+    if settings_module:
+        os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not settings_module:
+        raise InspectionError("settings_missing", "No settings module is known (DJANGO_SETTINGS_MODULE is unset).")
+    stage("settings")
+    try:
+        importlib.import_module(settings_module)
+    except InspectionTimeout:
+        raise
+    except BaseException as exc:  # pylint: disable=broad-except  # settings may even call sys.exit()
+        raise InspectionError(
+            "settings_import",
+            f"The settings module {settings_module!r} does not import: {exception_last_line(exc)}{_at(exc)}",
+            settings=settings_module,
+        ) from exc
+    stage("setup")
+    try:
+        django.setup()
+    except InspectionTimeout:
+        raise
+    except BaseException as exc:  # pylint: disable=broad-except
+        raise InspectionError(
+            "setup_failed",
+            f"Django did not start with the settings module {settings_module!r}: {exception_last_line(exc)}{_at(exc)}",
+            settings=settings_module,
+        ) from exc
+    return django
+
+
+def _at(exc):
+    place = where(exc)
+    return f" (at {place})" if place else ""
+
+
+def open_database(alias, warnings):
+    from django.conf import settings
+    from django.db import connections
+
+    if alias not in settings.DATABASES:
+        raise InspectionError(
+            "unknown_database",
+            "The database alias {!r} is not in DATABASES (known aliases: {}).".format(
+                alias, ", ".join(sorted(settings.DATABASES)) or "none"
+            ),
+        )
+    connection = connections[alias]
+    stage("database")
+    _make_sqlite_read_only(connection, warnings)
+    try:
+        connection.ensure_connection()
+    except Exception as exc:  # pylint: disable=broad-except
+        raise InspectionError(
+            "database_unreachable",
+            f"The database {alias!r} ({connection.vendor}) is not reachable: {exception_message(exc)}",
+            vendor=connection.vendor,
+        ) from exc
+    return connection
+
+
+def _pending_dependencies(graph, key, pending_keys):
+    node = graph.node_map.get(key)
+    if node is None:
+        return []
+    return sorted("{}.{}".format(*parent.key) for parent in node.parents if parent.key in pending_keys)
+
+
+def _applied_state(loader, full_plan):
+    """The state after the applied migrations, replayed in plan order (like ``migrate`` builds it)."""
+    from django.db.migrations.state import ProjectState
+
+    state = ProjectState(real_apps=loader.unmigrated_apps)
+    applied = {key for key in loader.applied_migrations if key in loader.graph.nodes}
+    for migration, _backwards in full_plan:
+        if (migration.app_label, migration.name) in applied:
+            migration.mutate_state(state, preserve=False)
+    return state
+
+
+def describe_pending(loader, full_plan, plan, ctx, include_sql):
+    """Facts per pending migration, in plan order, plus the state after them all.
+
+    The state starts from the applied migrations and moves forward through
+    the plan, the way ``migrate`` does; at the end it is the state of every
+    migration on disk, which the autodetector then compares with the models.
+    Returns (entries, final_state or None when the state could not be built).
+    """
+    pending_keys = {(step[0].app_label, step[0].name) for step in plan}
+    entries = []
+    try:
+        state = _applied_state(loader, full_plan)
+    except Exception:  # pylint: disable=broad-except  # inconsistent history can break the replay
+        state = None
+    for migration, _backwards in plan:
+        key = (migration.app_label, migration.name)
+        if state is None:
+            work_state = loader.project_state(key, at_end=False)
+        else:
+            work_state = state
+        ctx.migration = "{}.{}".format(*key)
+        entry = {
+            "app": migration.app_label,
+            "name": migration.name,
+            "phase": _marker(migration, PHASE_ATTRIBUTE),
+            "safe": _marker(migration, SAFE_ATTRIBUTE),
+            "atomic": bool(getattr(migration, "atomic", True)),
+            "replaces": ["{}.{}".format(*item) for item in (migration.replaces or [])],
+            "dependencies": _pending_dependencies(loader.graph, key, pending_keys),
+            "initial": bool(getattr(migration, "initial", False)),
+        }
+        operations, sql = forward(migration, work_state, ctx, include_sql)
+        _mark_restored_tables(migration, operations, work_state, ctx)
+        if sql is not None:
+            entry["sql"] = sql
+        entry["operations"] = operations
+        entries.append(entry)
+    if ctx.state_broken:
+        state = None
+    return entries, state
+
+
+def _mark_restored_tables(migration, operations, end_state, ctx):
+    """Flag table renames that the same atomic migration undoes (RenameModel + AlterModelTable back).
+
+    Inside one transaction the code that serves never sees the renamed table:
+    when the old table name exists again at the end of the migration (or the
+    renamed table is one an earlier rename of the migration made) and no join
+    table column was renamed, the renames cancel out.
+    """
+    renames = [facts for facts in operations if facts.get("old_db_table") and facts.get("emits_sql")]
+    if not renames or not migration.atomic or not ctx.connection.features.can_rollback_ddl:
+        return
+    try:
+        tables = state_tables(end_state, ctx.connection)
+    except Exception:  # pylint: disable=broad-except
+        return
+    intermediate = set()  # tables an earlier rename of this migration created
+    for facts in renames:
+        before = facts["old_db_table"]
+        if (before in tables or before in intermediate) and not facts.get("m2m_references"):
+            facts["table_restored"] = True
+        intermediate.add(facts.get("new_db_table"))
+
+
+def _tables_of(operations):
+    for facts in operations:
+        table = (facts.get("model") or {}).get("db_table")
+        if table:
+            yield table
+        yield from _tables_of(facts.get("database_operations") or [])
+
+
+# One query for every table the pending operations touch: PostgreSQL's own
+# estimate (pg_class.reltuples as of the last VACUUM/ANALYZE, scaled to the
+# table's current number of pages, the way the planner does it) and the size
+# of the table's main file. No table is scanned.
+_TABLE_SIZES_SQL = """
+SELECT t.name, c.reltuples, c.relpages, pg_relation_size(c.oid), current_setting('block_size')::int
+FROM unnest(%s::text[]) AS t(name)
+JOIN pg_class c ON c.oid = to_regclass(quote_ident(t.name))
+"""
+
+
+def table_sizes(connection, entries):
+    """{table: {"estimated_rows": int or None, "bytes": int}} of the existing tables the plan touches.
+
+    PostgreSQL only (the lock facts are PostgreSQL's); ``estimated_rows`` is
+    None when the table was never analyzed (reltuples = -1).
+    """
+    if connection.vendor != "postgresql":
+        return {}
+    tables = sorted({table for entry in entries for table in _tables_of(entry.get("operations") or [])})
+    if not tables:
+        return {}
+    from django.db import DatabaseError, transaction
+
+    try:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:  # a savepoint
+            cursor.execute(_TABLE_SIZES_SQL, [tables])
+            rows = cursor.fetchall()
+    except DatabaseError:
+        return {}
+    sizes = {}
+    for name, reltuples, relpages, size, block_size in rows:
+        estimate = None
+        if reltuples is not None and reltuples >= 0:
+            pages = size // block_size if block_size else 0
+            if relpages > 0:
+                estimate = int(round(reltuples / relpages * pages))
+            elif pages == 0:
+                estimate = 0  # analyzed and still empty
+        sizes[name] = {"estimated_rows": estimate, "bytes": int(size)}
+    return sizes
+
+
+def _states_match(from_state, to_state):
+    """True when every model of a migrated app is identical in both states.
+
+    The autodetector is a function of the two states: when they hold equal
+    ModelStates (same fields by deconstruction, options, bases, managers) it
+    finds nothing, so it is skipped. Any difference, even one the autodetector
+    would ignore, sends the comparison to the autodetector.
+    """
+    real_apps = from_state.real_apps
+    migrated = {key: model for key, model in to_state.models.items() if key[0] not in real_apps}
+    try:
+        return migrated == from_state.models
+    except Exception:  # pylint: disable=broad-except  # an odd field cannot be compared: use the autodetector
+        return False
+
+
+def unmigrated_changes(loader, from_state):
+    from django.apps import apps
+    from django.db.migrations.autodetector import MigrationAutodetector
+    from django.db.migrations.questioner import MigrationQuestioner
+    from django.db.migrations.state import ProjectState
+
+    # The base questioner never prompts and never exits: renames are not
+    # guessed and NOT NULL additions get no default, like a non-interactive
+    # makemigrations --dry-run. Nothing is written.
+    questioner = MigrationQuestioner(specified_apps=set(), dry_run=True)
+    try:
+        if from_state is None:
+            from_state = loader.project_state()
+        to_state = ProjectState.from_apps(apps)
+        if _states_match(from_state, to_state):
+            return {}
+        autodetector = MigrationAutodetector(from_state, to_state, questioner)
+        changes = autodetector.changes(graph=loader.graph)
+    except Exception as exc:  # pylint: disable=broad-except
+        raise InspectionError(
+            "autodetector_failed",
+            f"Django could not compare the models with the migrations: {exception_last_line(exc)}",
+        ) from exc
+    result = {}
+    for app_label in sorted(changes):
+        descriptions = []
+        for migration in changes[app_label]:
+            descriptions.extend(_safe_describe(op) for op in migration.operations)
+        if descriptions:
+            result[app_label] = descriptions
+    return result
+
+
+def inspect_project(options):
+    warnings = []
+    _prepare_sys_path(options)
+    django = start_django(options)
+    alias = options.get("database") or "default"
+    connection = open_database(alias, warnings)
+
+    from django.db import router, transaction
+
+    result = {
+        "ok": True,
+        "schema": SCHEMA_VERSION,
+        "django_version": django.get_version(),
+        "python_version": sys.version.split()[0],
+        "database": {"alias": alias, "vendor": connection.vendor},
+        "warnings": warnings,
+    }
+    ctx = Context(connection, alias, router)
+    if connection.vendor == "postgresql":
+        # Everything below runs in one read-only transaction that is rolled
+        # back: even code imported from migration files cannot write.
+        with transaction.atomic(using=alias):
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION READ ONLY")
+            _collect(result, connection, ctx, options)
+            transaction.set_rollback(True, using=alias)
+    else:
+        _collect(result, connection, ctx, options)
+    return result
+
+
+def _collect(result, connection, ctx, options):
+    from django.db import DatabaseError
+    from django.db.migrations.exceptions import InconsistentMigrationHistory
+    from django.db.migrations.executor import MigrationExecutor
+    from django.db.migrations.recorder import MigrationRecorder
+
+    stage("migrations")
+    try:
+        executor = MigrationExecutor(connection)
+    except DatabaseError as exc:
+        message = exception_message(exc)
+        if connection.vendor == "sqlite" and "not a database" in message:
+            raise InspectionError(
+                "not_a_database",
+                f"The file {connection.settings_dict.get('NAME')} of the database {ctx.alias!r} is not an SQLite "
+                f"database ({message}).",
+            ) from exc
+        raise InspectionError(
+            "database_error",
+            f"The database {ctx.alias!r} ({connection.vendor}) could not be read: {message}",
+            vendor=connection.vendor,
+        ) from exc
+    except InspectionTimeout:
+        raise
+    except BaseException as exc:  # pylint: disable=broad-except  # broken migration files, even sys.exit()
+        raise InspectionError(
+            "migrations_load", f"Django could not load the migrations: {exception_last_line(exc)}{_at(exc)}"
+        ) from exc
+    loader = executor.loader
+    recorder = MigrationRecorder(connection)
+    recorded = set(recorder.migration_qs.values_list("app", "name")) if recorder.has_table() else set()
+
+    try:
+        loader.check_consistent_history(connection)
+        result["inconsistent_history"] = None
+    except InconsistentMigrationHistory as exc:
+        result["inconsistent_history"] = exception_message(exc)
+
+    result["conflicts"] = {app: sorted(names) for app, names in sorted(loader.detect_conflicts().items())}
+
+    replaced = set()
+    for migration in loader.replacements.values():
+        replaced.update(tuple(item) for item in migration.replaces)
+    from django.apps import apps
+
+    installed = {config.label for config in apps.get_app_configs()}
+    unknown = sorted(key for key in recorded if key not in loader.disk_migrations and key not in replaced)
+    # A whole app label the code no longer has (removed from INSTALLED_APPS)
+    # is not a migration the code is missing: report it apart.
+    result["unknown_applied"] = ["{}.{}".format(*key) for key in unknown if key[0] in installed]
+    result["uninstalled_applied"] = ["{}.{}".format(*key) for key in unknown if key[0] not in installed]
+    result["fresh_database"] = not recorded
+    result["squashed_unrecorded"] = sorted(
+        "{}.{}".format(*key) for key in loader.replacements if key in loader.applied_migrations and key not in recorded
+    )
+
+    # The plan on an empty database orders every migration; the applied ones
+    # build the starting state. With a consistent history the pending plan is
+    # that order without the applied migrations (what migration_plan() returns,
+    # without walking the graph a second time).
+    stage("plan")
+    leaves = loader.graph.leaf_nodes()
+    full_plan = executor.migration_plan(leaves, clean_start=True)
+    if result["inconsistent_history"] is None:
+        applied = loader.applied_migrations
+        plan = [step for step in full_plan if (step[0].app_label, step[0].name) not in applied]
+    else:
+        plan = executor.migration_plan(leaves)
+    entries, final_state = describe_pending(loader, full_plan, plan, ctx, bool(options.get("include_sql")))
+    result["pending"] = entries
+    result["table_sizes"] = table_sizes(connection, entries)
+    if result["inconsistent_history"] is not None:
+        # The state replayed from the database's history misses the migrations
+        # recorded out of order; compare the models with the migrations' own
+        # state instead, or a missing record reads as a model change.
+        final_state = None
+    stage("models")
+    result["unmigrated_changes"] = unmigrated_changes(loader, final_state)
+
+
+def _secret_values(options):
+    """Values that must never be printed: DB passwords and the given env values."""
+    values = set()
+    for key in options.get("secret_env") or []:
+        value = os.environ.get(key)
+        if value:
+            values.add(value)
+    settings = sys.modules.get("django.conf")
+    settings = getattr(settings, "settings", None)
+    if settings is not None and settings.configured:
+        for database in getattr(settings, "DATABASES", {}).values():
+            password = database.get("PASSWORD")
+            if password:
+                values.add(str(password))
+    for value in list(values):
+        match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:([^@/]+)@", value)
+        if match:
+            values.add(match.group(1))
+            values.add(unquote(match.group(1)))
+    return sorted((value for value in values if value), key=len, reverse=True)
+
+
+def scrub(value, secrets):
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "********")
+        return value
+    if isinstance(value, dict):
+        return {key: scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub(item, secrets) for item in value]
+    return value
+
+
+def _close_connections():
+    db = sys.modules.get("django.db")
+    if db is None:
+        return
+    try:
+        db.connections.close_all()
+    except Exception:  # pylint: disable=broad-except
+        return
+
+
+def main():
+    sys.dont_write_bytecode = True
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr  # user code may print; only the result goes to stdout
+    nonce = ""
+    options = {}
+    timeout = 0
+    try:
+        options = json.loads(os.environ.get(OPTIONS_ENV) or "{}")
+        nonce = str(options.get("nonce") or "")
+        _RUN.update(nonce=nonce, stdout=real_stdout)
+        timeout = int(options.get("timeout") or 0)
+        if timeout > 0:
+            signal.signal(signal.SIGALRM, _timed_out)
+            signal.alarm(timeout)
+        result = inspect_project(options)
+    except InspectionError as exc:
+        result = {"ok": False, "error": dict(exc.details, kind=exc.kind, message=exc.message)}
+    except InspectionTimeout as exc:
+        place = where(exc)
+        result = {
+            "ok": False,
+            "error": {
+                "kind": "timeout",
+                "message": f"The inspection did not finish within {timeout} seconds (timeout); it was "
+                f"{STAGES.get(_RUN['stage'], 'starting')}" + (f", at {place}" if place else "") + ".",
+            },
+        }
+    except BaseException as exc:  # pylint: disable=broad-except  # report, never crash without a result
+        result = {
+            "ok": False,
+            "error": {
+                "kind": "unexpected",
+                "message": f"The inspection failed: {exception_last_line(exc)}",
+                "traceback": traceback.format_exc(),
+            },
+        }
+    finally:
+        signal.alarm(0)
+        _close_connections()
+    if not result.get("ok"):
+        result = scrub(result, _secret_values(options))
+    payload = json.dumps(result, sort_keys=True, default=str)
+    real_stdout.write(f"\n{BEGIN_MARKER} {nonce}\n{payload}\n{END_MARKER} {nonce}\n")
+    real_stdout.flush()
+    sys.stdout = real_stdout
+
+
+if __name__ == "__main__":
+    main()
+    # The result is written and flushed and the database connections are
+    # closed: skip the interpreter's teardown of thousands of migration
+    # objects (and any exit hook of the application), which only costs time.
+    sys.stderr.flush()
+    os._exit(0)

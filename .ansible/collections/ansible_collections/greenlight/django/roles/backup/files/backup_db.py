@@ -1,0 +1,615 @@
+"""Back up or restore the database of one Django release, with the connection Django itself uses.
+
+Run by the greenlight.django.backup role through the application's wrapper,
+as root, with the release's interpreter and environment::
+
+    <app_root>/bin/manage --as-root --python backup_db.py RELEASE_DIR dump \\
+        --dir DIR --app-name NAME --run-as USER [--lock-wait-timeout S] [--verify-restore]
+    <app_root>/bin/manage --as-root --python backup_db.py RELEASE_DIR restore \\
+        --file FILE --run-as USER [--lock-wait-timeout S]
+
+Common options: ``--database ALIAS`` (default ``default``), ``--secrets FILE``
+(a JSON file ``{"environment": {...}, "database": {...}}`` read once and
+deleted: extra environment for the settings, and overrides of the
+``DATABASES`` entry), ``--pg-bin-dir DIR`` (where pg_dump, pg_restore and psql
+live; default: PATH).
+
+The connection parameters come from ``settings.DATABASES[alias]`` (the
+settings module is imported; the apps are not loaded). For
+PostgreSQL they reach pg_dump, pg_restore and psql as libpq variables (PGHOST,
+PGPASSWORD, ...) in the child's environment, never as arguments; the clients
+run as the application user (``--run-as``) so that peer authentication on the
+local socket works as it does for the application, while the backup file
+itself is opened by root. SQLite databases are copied with SQLite's online
+backup API and checked with ``PRAGMA integrity_check``. Other engines are
+refused.
+
+The last line of standard output is ``GREENLIGHT-BACKUP-RESULT <json>``; all
+other output goes to standard error. Exit status 0 on success, 1 on failure
+(the JSON then has ``ok: false`` and ``error``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from urllib.parse import quote
+
+RESULT_MARKER = "GREENLIGHT-BACKUP-RESULT"
+SETTINGS_LINE = re.compile(
+    r"""os\.environ\.setdefault\(\s*['"]DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]\s*\)"""
+)
+EXTENSIONS = {"postgresql": ".dump", "sqlite": ".sqlite3"}
+# Vendors of the backends Django ships, so that reading the settings imports no driver.
+KNOWN_VENDORS = {
+    "django.db.backends.postgresql": "postgresql",
+    "django.db.backends.postgresql_psycopg2": "postgresql",
+    "django.contrib.gis.db.backends.postgis": "postgresql",
+    "django.db.backends.sqlite3": "sqlite",
+    "django.contrib.gis.db.backends.spatialite": "sqlite",
+    "django.db.backends.mysql": "mysql",
+    "django.contrib.gis.db.backends.mysql": "mysql",
+    "django.db.backends.oracle": "oracle",
+    "django.contrib.gis.db.backends.oracle": "oracle",
+}
+# Django's OPTIONS keys that libpq also reads from the environment.
+LIBPQ_OPTIONS = {
+    "service": "PGSERVICE",
+    "passfile": "PGPASSFILE",
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "sslpassword": "PGSSLPASSWORD",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "options": "PGOPTIONS",
+}
+# Relations pg_restore --list names, as "<desc> <schema> <name>" after the ids.
+TOC_RELATION = re.compile(
+    r"^\d+; \d+ \d+ (?:MATERIALIZED VIEW|FOREIGN TABLE|TABLE(?! DATA)|SEQUENCE(?! SET| OWNED)|VIEW) (\S+) "
+)
+# Drops every table, view, materialized view, sequence and foreign table of the
+# schemas the backup holds relations in, so that the restore leaves exactly the
+# backed-up relations (also those created after the backup go).
+CLEAN_SCHEMAS_SQL = """
+DO $greenlight$
+DECLARE
+  item record;
+BEGIN
+  FOR item IN
+    SELECT c.relkind, n.nspname, c.relname
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY (%s)
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+     ORDER BY c.relkind DESC
+  LOOP
+    EXECUTE format('DROP %%s IF EXISTS %%I.%%I CASCADE',
+                   CASE item.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                     WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                                     ELSE 'TABLE' END,
+                   item.nspname, item.relname);
+  END LOOP;
+END
+$greenlight$;
+"""
+
+
+class BackupError(Exception):
+    """The backup or the restore cannot be done; the message says why and what to do."""
+
+
+# --- Django -----------------------------------------------------------------
+
+
+def read_secrets(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"cannot read the secrets file {path}: {exc}") from None
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return data if isinstance(data, dict) else {}
+
+
+def settings_module(release: str) -> str | None:
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return os.environ["DJANGO_SETTINGS_MODULE"]
+    try:
+        with open(os.path.join(release, "manage.py"), encoding="utf-8") as handle:
+            match = SETTINGS_LINE.search(handle.read())
+    except OSError:
+        return None
+    return match.group(1) if match else None
+
+
+def database_settings(alias: str, overrides: dict) -> tuple[str, dict]:
+    """(vendor, settings dict) of DATABASES[alias], with the overrides applied.
+
+    Only the settings module is imported (with Django's defaults filled in), not
+    the apps nor, for the engines Django ships, the database driver: the backup
+    then costs no more than pg_dump itself.
+    """
+    release = os.getcwd()
+    sys.path.insert(0, release)
+    module = settings_module(release)
+    if not module:
+        raise BackupError(
+            "the settings module is not known: set DJANGO_SETTINGS_MODULE in the environment file "
+            "(or in backup_environment)"
+        )
+    os.environ["DJANGO_SETTINGS_MODULE"] = module
+    try:
+        from django.db import connections
+
+        if alias not in connections.settings:
+            raise BackupError(
+                f"DATABASES has no alias {alias!r} (it has {', '.join(sorted(connections.settings))}); "
+                "set backup_database_alias"
+            )
+        settings_dict = dict(connections.settings[alias])
+        vendor = vendor_of(settings_dict["ENGINE"])
+    except BackupError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any import or configuration error is reported the same way
+        raise BackupError(f"Django could not load the settings {module}: {type(exc).__name__}: {exc}") from None
+    for key, value in overrides.items():
+        key = str(key).upper()
+        if key == "OPTIONS":
+            settings_dict["OPTIONS"] = {**(settings_dict.get("OPTIONS") or {}), **(value or {})}
+        else:
+            settings_dict[key] = value
+    return vendor, settings_dict
+
+
+def vendor_of(engine: str) -> str:
+    """Django's vendor name of a database backend (``connection.vendor``)."""
+    if engine in KNOWN_VENDORS:
+        return KNOWN_VENDORS[engine]
+    from django.db.utils import load_backend
+
+    return load_backend(engine).DatabaseWrapper.vendor
+
+
+def secret_values(settings_dict: dict) -> list[str]:
+    values = [settings_dict.get("PASSWORD"), (settings_dict.get("OPTIONS") or {}).get("sslpassword")]
+    return [str(value) for value in values if value]
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "********")
+    return text
+
+
+# --- processes --------------------------------------------------------------
+
+
+def account(user: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        raise BackupError(f"the user {user} does not exist") from None
+
+
+def run_as(entry: pwd.struct_passwd):
+    """A preexec function that makes the child the given user."""
+
+    def drop() -> None:
+        os.setgid(entry.pw_gid)
+        os.initgroups(entry.pw_name, entry.pw_gid)
+        os.setuid(entry.pw_uid)
+
+    return drop
+
+
+def libpq_environment(settings_dict: dict, entry: pwd.struct_passwd) -> dict:
+    """A clean environment for a PostgreSQL client: PATH, locale, HOME and the PG* variables."""
+    options = settings_dict.get("OPTIONS") or {}
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": entry.pw_dir,
+        "USER": entry.pw_name,
+        "PGAPPNAME": "greenlight-backup",
+    }
+    for key, variable in (
+        ("HOST", "PGHOST"),
+        ("PORT", "PGPORT"),
+        ("NAME", "PGDATABASE"),
+        ("USER", "PGUSER"),
+        ("PASSWORD", "PGPASSWORD"),
+    ):
+        if settings_dict.get(key):
+            env[variable] = str(settings_dict[key])
+    for key, variable in LIBPQ_OPTIONS.items():
+        if options.get(key) not in (None, ""):
+            env[variable] = str(options[key])
+    if "PGDATABASE" not in env and "PGSERVICE" not in env:
+        env["PGDATABASE"] = "postgres"
+    return env
+
+
+def client(bin_dir: str | None, name: str) -> str:
+    path = os.path.join(bin_dir, name) if bin_dir else shutil.which(name)
+    if not path or not os.access(path, os.X_OK):
+        where = bin_dir or "PATH"
+        raise BackupError(f"{name} is not installed ({where}); install the PostgreSQL client (postgresql-client)")
+    return path
+
+
+def failure(what: str, completed, secrets: list[str]) -> BackupError:
+    stderr = completed.stderr.decode("utf-8", "replace") if isinstance(completed.stderr, bytes) else completed.stderr
+    lines = [line for line in (stderr or "").strip().splitlines() if line.strip()]
+    detail = scrub(" / ".join(lines[-5:]) or "no output", secrets)
+    return BackupError(f"{what} failed (rc={completed.returncode}): {detail}")
+
+
+# --- file names -------------------------------------------------------------
+
+
+def backup_prefix(args: argparse.Namespace) -> str:
+    """<app>-<release id>: the wrapper runs the script in the release directory, pointers resolved."""
+    return f"{args.app_name}-{os.path.basename(os.getcwd())}"
+
+
+def new_backup_path(directory: str, prefix: str, extension: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = os.path.join(directory, f"{prefix}-{stamp}{extension}")
+    if os.path.exists(path) or os.path.exists(path + ".partial"):
+        path = os.path.join(directory, f"{prefix}-{stamp}-{os.getpid()}{extension}")
+    return path
+
+
+def create_private_file(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def publish(partial: str, final: str) -> None:
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.rename(partial, final)
+    directory = os.open(os.path.dirname(final), os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+# --- PostgreSQL -------------------------------------------------------------
+
+
+def pg_toc(bin_dir: str | None, path: str, secrets: list[str]) -> list[str]:
+    """The table of contents of a custom-format archive (pg_restore --list; reads the file only)."""
+    completed = subprocess.run([client(bin_dir, "pg_restore"), "--list", path], capture_output=True, check=False)
+    if completed.returncode != 0:
+        raise failure(f"pg_restore --list {path}", completed, secrets)
+    # pg_restore read the whole table of contents. It is empty for a database
+    # that holds no objects yet (a first deploy), which is a valid backup too.
+    return [line for line in completed.stdout.decode("utf-8", "replace").splitlines() if line and line[0] != ";"]
+
+
+def pg_dump(args, settings_dict: dict) -> dict:
+    entry = account(args.run_as)
+    env = libpq_environment(settings_dict, entry)
+    secrets = secret_values(settings_dict)
+    final = new_backup_path(args.dir, backup_prefix(args), EXTENSIONS["postgresql"])
+    partial = final + ".partial"
+    command = [
+        client(args.pg_bin_dir, "pg_dump"),
+        "--format=custom",
+        "--no-owner",
+        f"--lock-wait-timeout={int(args.lock_wait_timeout * 1000)}",
+        *args.pg_dump_option,
+    ]
+    started = time.monotonic()
+    descriptor = create_private_file(partial)
+    try:
+        try:
+            completed = subprocess.run(
+                command, stdout=descriptor, stderr=subprocess.PIPE, env=env, preexec_fn=run_as(entry), check=False
+            )
+        finally:
+            os.close(descriptor)
+        if completed.returncode != 0:
+            raise failure(f"pg_dump of database {env.get('PGDATABASE', '?')}", completed, secrets)
+        entries = pg_toc(args.pg_bin_dir, partial, secrets)
+        if args.verify_restore:
+            pg_verify_restore(args, settings_dict, entry, partial, secrets)
+        publish(partial, final)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return {
+        "file": final,
+        "engine": "postgresql",
+        "database": env.get("PGDATABASE", ""),
+        "size": os.path.getsize(final),
+        "toc_entries": len(entries),
+        "verified_restore": bool(args.verify_restore),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def psql_command(bin_dir: str | None, *extra: str) -> list[str]:
+    return [client(bin_dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *extra]
+
+
+def pg_verify_restore(args, settings_dict: dict, entry, path: str, secrets: list[str]) -> None:
+    """Restore the archive into a scratch database, then drop it."""
+    env = libpq_environment(settings_dict, entry)
+    scratch = f"{env.get('PGDATABASE', 'db')[:40]}_glverify_{os.getpid()}"
+    quoted = '"' + scratch.replace('"', '""') + '"'
+    create = subprocess.run(
+        psql_command(args.pg_bin_dir, "-c", f"CREATE DATABASE {quoted}"),
+        capture_output=True,
+        env=env,
+        preexec_fn=run_as(entry),
+        check=False,
+    )
+    if create.returncode != 0:
+        raise failure(
+            f"creating the scratch database {scratch} for backup_verify_restore (the database user needs CREATEDB)",
+            create,
+            secrets,
+        )
+    try:
+        with open(path, "rb") as archive:
+            restore = subprocess.run(
+                [
+                    client(args.pg_bin_dir, "pg_restore"),
+                    "--no-owner",
+                    "--exit-on-error",
+                    "--single-transaction",
+                    f"--dbname={scratch}",
+                ],
+                stdin=archive,
+                capture_output=True,
+                env=env,
+                preexec_fn=run_as(entry),
+                check=False,
+            )
+        if restore.returncode != 0:
+            raise failure(f"restoring the backup into the scratch database {scratch}", restore, secrets)
+    finally:
+        subprocess.run(
+            psql_command(args.pg_bin_dir, "-c", f"DROP DATABASE IF EXISTS {quoted}"),
+            capture_output=True,
+            env=env,
+            preexec_fn=run_as(entry),
+            check=False,
+        )
+
+
+def sql_text_array(values: list[str]) -> str:
+    return "ARRAY[" + ", ".join("'" + value.replace("'", "''") + "'" for value in values) + "]::text[]"
+
+
+def pg_restore(args, settings_dict: dict) -> dict:
+    """Bring the database back to the archive in one transaction.
+
+    psql reads, in one transaction: the drop of every relation in the schemas
+    the archive holds relations in, then pg_restore's script of the archive.
+    Any error rolls everything back; the database is then as it was before.
+    """
+    entry = account(args.run_as)
+    env = libpq_environment(settings_dict, entry)
+    secrets = secret_values(settings_dict)
+    entries = pg_toc(args.pg_bin_dir, args.file, secrets)
+    # A backup of an empty database names no schema; bring back an empty public one.
+    schemas = sorted({match.group(1) for match in map(TOC_RELATION.match, entries) if match}) or ["public"]
+    prologue = "\n".join(
+        [
+            "SET client_min_messages = warning;",
+            "BEGIN;",
+            f"SET LOCAL lock_timeout = '{int(args.lock_wait_timeout * 1000)}ms';",
+            CLEAN_SCHEMAS_SQL % sql_text_array(schemas) if schemas else "",
+            "",
+        ]
+    )
+    started = time.monotonic()
+    script = subprocess.Popen(
+        [client(args.pg_bin_dir, "pg_restore"), "--clean", "--if-exists", "--no-owner", "--file=-", args.file],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    psql = subprocess.Popen(
+        psql_command(args.pg_bin_dir),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=run_as(entry),
+    )
+    try:
+        psql.stdin.write(prologue.encode())
+        shutil.copyfileobj(script.stdout, psql.stdin, 1024 * 1024)
+        script_stderr = script.stderr.read()
+        if script.wait() != 0:
+            raise failure(
+                f"pg_restore of {args.file} (rolled back, nothing changed)",
+                subprocess.CompletedProcess(script.args, script.returncode, b"", script_stderr),
+                secrets,
+            )
+        psql.stdin.write(b"\nCOMMIT;\n")
+    except BrokenPipeError:
+        pass  # psql stopped on an error; its exit status and stderr say which
+    finally:
+        script.stdout.close()
+        if script.poll() is None:
+            script.kill()
+            script.wait()
+        # Closes psql's input: without the COMMIT above, the transaction is rolled back.
+        psql_stdout, psql_stderr = psql.communicate()
+    if psql.returncode != 0:
+        raise failure(
+            f"restoring {args.file} into database {env.get('PGDATABASE', '?')} (rolled back, nothing changed)",
+            subprocess.CompletedProcess(psql.args, psql.returncode, psql_stdout, psql_stderr),
+            secrets,
+        )
+    return {
+        "file": args.file,
+        "engine": "postgresql",
+        "database": env.get("PGDATABASE", ""),
+        "schemas": schemas,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+# --- SQLite -----------------------------------------------------------------
+
+
+def sqlite_path(settings_dict: dict) -> str:
+    name = str(settings_dict.get("NAME") or "")
+    if not name or name == ":memory:" or name.startswith("file:"):
+        raise BackupError(f"the SQLite database {name!r} is not a file this role can back up")
+    return os.path.abspath(name)
+
+
+def sqlite_integrity(path: str) -> None:
+    connection = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        connection.close()
+    if rows != [("ok",)]:
+        raise BackupError(f"PRAGMA integrity_check of {path} failed: {'; '.join(str(row[0]) for row in rows[:5])}")
+
+
+def sqlite_dump(args, settings_dict: dict) -> dict:
+    source_path = sqlite_path(settings_dict)
+    if not os.path.isfile(source_path):
+        raise BackupError(f"the SQLite database {source_path} does not exist")
+    final = new_backup_path(args.dir, backup_prefix(args), EXTENSIONS["sqlite"])
+    partial = final + ".partial"
+    started = time.monotonic()
+    os.close(create_private_file(partial))
+    try:
+        source = sqlite3.connect(f"file:{quote(source_path)}?mode=ro", uri=True, timeout=args.lock_wait_timeout)
+        target = sqlite3.connect(partial)
+        try:
+            source.backup(target)  # one step: a consistent snapshot, even while the application writes
+        finally:
+            target.close()
+            source.close()
+        sqlite_integrity(partial)
+        publish(partial, final)
+    except sqlite3.Error as exc:
+        raise BackupError(f"copying {source_path} failed: {exc}") from None
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return {
+        "file": final,
+        "engine": "sqlite",
+        "database": source_path,
+        "size": os.path.getsize(final),
+        "verified_restore": False,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def sqlite_restore(args, settings_dict: dict) -> dict:
+    target_path = sqlite_path(settings_dict)
+    sqlite_integrity(args.file)
+    existed = os.path.exists(target_path)
+    owner = os.stat(target_path if existed else os.path.dirname(target_path))
+    started = time.monotonic()
+    try:
+        source = sqlite3.connect(f"file:{quote(args.file)}?mode=ro", uri=True)
+        target = sqlite3.connect(target_path, timeout=args.lock_wait_timeout)
+        try:
+            source.backup(target)  # replaces every page: exactly the backed-up schema and rows
+        finally:
+            target.close()
+            source.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"restoring {args.file} into {target_path} failed: {exc}") from None
+    # Files SQLite created as root while restoring must stay usable by the application.
+    for path in (target_path, target_path + "-wal", target_path + "-shm", target_path + "-journal"):
+        if os.path.exists(path) and (path != target_path or not existed):
+            os.chown(path, owner.st_uid, owner.st_gid)
+    sqlite_integrity(target_path)
+    return {
+        "file": args.file,
+        "engine": "sqlite",
+        "database": target_path,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+# --- main -------------------------------------------------------------------
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", default="default")
+    parser.add_argument("--secrets")
+    parser.add_argument("--pg-bin-dir")
+    parser.add_argument("--run-as", required=True)
+    parser.add_argument("--lock-wait-timeout", type=float, default=60.0)
+    commands = parser.add_subparsers(dest="command", required=True)
+    dump = commands.add_parser("dump")
+    dump.add_argument("--dir", required=True)
+    dump.add_argument("--app-name", required=True)
+    dump.add_argument("--verify-restore", action="store_true")
+    dump.add_argument("--pg-dump-option", action="append", default=[])
+    restore = commands.add_parser("restore")
+    restore.add_argument("--file", required=True)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    secrets = read_secrets(args.secrets)
+    os.environ.update({str(k): str(v) for k, v in (secrets.get("environment") or {}).items()})
+    vendor, settings_dict = database_settings(args.database, secrets.get("database") or {})
+    if vendor not in EXTENSIONS:
+        raise BackupError(
+            f"the database engine {settings_dict.get('ENGINE')} ({vendor}) is not supported yet; greenlight.django "
+            "backs up PostgreSQL and SQLite. Back it up with its own tools (e.g. mysqldump --single-transaction) "
+            "and set backup_when: never"
+        )
+    if args.command == "dump":
+        if not os.path.isdir(args.dir):
+            raise BackupError(f"the backup directory {args.dir} does not exist")
+        return pg_dump(args, settings_dict) if vendor == "postgresql" else sqlite_dump(args, settings_dict)
+    if not os.path.isfile(args.file):
+        raise BackupError(f"the backup file {args.file} does not exist")
+    if not args.file.endswith(EXTENSIONS[vendor]):
+        raise BackupError(
+            f"{args.file} is not a {vendor} backup of this role (expected a {EXTENSIONS[vendor]} file) and the "
+            f"database of this release is {vendor}"
+        )
+    return pg_restore(args, settings_dict) if vendor == "postgresql" else sqlite_restore(args, settings_dict)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_arguments(argv)
+    os.umask(0o077)
+    try:
+        result = {"ok": True, **run(args)}
+    except BackupError as exc:
+        result = {"ok": False, "error": str(exc)}
+    sys.stderr.flush()
+    print(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True)}", flush=True)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

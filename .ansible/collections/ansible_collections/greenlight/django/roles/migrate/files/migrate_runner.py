@@ -1,0 +1,443 @@
+"""Apply the inspected migrations of one Django release, under a database lock, once.
+
+Run by the greenlight.django.migrate role through the application's wrapper,
+as the application user, with the release's interpreter and environment::
+
+    <app_root>/bin/manage --python migrate_runner.py RELEASE_DIR --app-name NAME \\
+        --phase all|before_switch|after_switch --expect app.name [--expect ...] \\
+        [--database ALIAS] [--lock-timeout S] [--statement-timeout S] [--advisory-lock-timeout S] \\
+        [--secrets FILE]
+
+What it does, in one process and on one database connection:
+
+1. ``django.setup()``; extra environment from ``--secrets`` (a JSON file
+   ``{"environment": {...}}`` that is deleted once read);
+2. takes the migrate lock: on PostgreSQL the session advisory lock
+   ``pg_advisory_lock(<key of the app name>)`` (waiting at most
+   ``--advisory-lock-timeout`` seconds), on SQLite an exclusive ``flock`` on
+   the database file;
+3. on PostgreSQL sets ``lock_timeout``, ``statement_timeout`` and
+   ``application_name`` (``greenlight-migrate <app>``) on that connection, so
+   that a migration blocked behind a long transaction fails fast instead of
+   queueing every query of the site behind it;
+4. works out the plan again under the lock and refuses to go backwards or to
+   apply a migration that is not in ``--expect`` (what the preflight
+   inspected);
+5. ``call_command("migrate", ...)`` - to the leaf nodes (phases ``all`` and
+   ``after_switch``) or, for ``before_switch``, each app to its last expected
+   migration;
+6. releases the lock and reports which migrations were applied.
+
+With ``--unapply app.name`` (repeatable) it migrates backwards instead: each
+app to its newest applied migration that is not to be unapplied, refused with
+nothing changed unless the backward plan is exactly those migrations and
+every operation in it is reversible (``--dry-run``: check only). A rollback
+uses it with the code of the release that applied them.
+
+The last line of standard output is ``GREENLIGHT-MIGRATE-RESULT <json>``;
+Django's own output goes to standard error. Exit status 0 when the plan was
+applied (or was empty), 1 otherwise (the JSON then has ``ok: false``,
+``error``, ``applied`` - what was applied before the failure - and
+``failed_migration``).
+
+It never creates migrations: migrations are made in development.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+
+RESULT_MARKER = "GREENLIGHT-MIGRATE-RESULT"
+LOCK_NAMESPACE = b"greenlight.django.migrate:"
+POLL_SECONDS = 0.5
+SETTINGS_LINE = re.compile(
+    r"""os\.environ\.setdefault\(\s*['"]DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]\s*\)"""
+)
+SQLSTATE_LOCK_TIMEOUT = "55P03"
+SQLSTATE_STATEMENT_TIMEOUT = "57014"
+
+
+class MigrateError(Exception):
+    """The migrations cannot be applied; the message says why and what to do."""
+
+
+def advisory_lock_key(app_name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_lock, the same on every host."""
+    digest = hashlib.sha256(LOCK_NAMESPACE + app_name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def read_secrets(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise MigrateError(f"cannot read the secrets file {path}: {exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return data if isinstance(data, dict) else {}
+
+
+def settings_module(release: str) -> str | None:
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return os.environ["DJANGO_SETTINGS_MODULE"]
+    try:
+        with open(os.path.join(release, "manage.py"), encoding="utf-8") as handle:
+            match = SETTINGS_LINE.search(handle.read())
+    except OSError:
+        return None
+    return match.group(1) if match else None
+
+
+def setup_django() -> None:
+    release = os.getcwd()
+    sys.path.insert(0, release)
+    module = settings_module(release)
+    if not module:
+        raise MigrateError(
+            "the settings module is not known: set DJANGO_SETTINGS_MODULE in the environment file "
+            "(or in migrate_environment)"
+        )
+    os.environ["DJANGO_SETTINGS_MODULE"] = module
+    import django
+
+    django.setup()
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error (psycopg 3, psycopg2), looking through Django's wrapping."""
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        if candidate is None:
+            continue
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if state:
+            return state
+    return None
+
+
+# --- locks ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def postgresql_lock(connection, app_name: str, timeout: float):
+    key = advisory_lock_key(app_name)
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+            if cursor.fetchone()[0]:
+                break
+            if time.monotonic() >= deadline:
+                raise MigrateError(
+                    f"another migrate of {app_name} holds the migrate lock (PostgreSQL advisory lock {key}"
+                    f"{holder_of(cursor, key)}) and did not release it within {timeout:g} s. Wait for it to "
+                    "finish and run again; raise migrate_advisory_lock_timeout to wait longer."
+                )
+            time.sleep(POLL_SECONDS)
+    try:
+        yield f"PostgreSQL advisory lock {key}"
+    finally:
+        with contextlib.suppress(Exception), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def holder_of(cursor, key: int) -> str:
+    """', held by pid N (application, client, since ...)' for the advisory lock, or ''."""
+    classid, objid = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+    try:
+        cursor.execute(
+            "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local'), a.backend_start"
+            "  FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
+            [classid, objid],
+        )
+        row = cursor.fetchone()
+    except Exception:  # noqa: BLE001 - the holder is a detail of the message only
+        return ""
+    if not row:
+        return ""
+    pid, application, client, since = row
+    return f", held by PostgreSQL backend pid {pid} ({application or 'no application name'}, {client}, since {since})"
+
+
+@contextlib.contextmanager
+def sqlite_lock(path: str, timeout: float):
+    if not os.path.exists(path):
+        yield "none (the SQLite database does not exist yet)"
+        return
+    with open(path, "rb") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise MigrateError(
+                        f"another migrate holds the migrate lock (flock on {path}) and did not release it within "
+                        f"{timeout:g} s. Wait for it to finish and run again; raise migrate_advisory_lock_timeout "
+                        "to wait longer."
+                    ) from None
+                time.sleep(POLL_SECONDS)
+        try:
+            yield f"flock on {path}"
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def session_settings(app_name: str, lock_timeout: float, statement_timeout: float):
+    """A connection_created receiver that names every PostgreSQL connection and sets its timeouts."""
+
+    def apply(sender, connection, **kwargs):
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('application_name', %s, false)", [f"greenlight-migrate {app_name}"[:63]])
+            cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{int(lock_timeout * 1000)}ms"])
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{int(statement_timeout * 1000)}ms"])
+
+    return apply
+
+
+# --- plan -------------------------------------------------------------------
+
+
+def label(migration) -> str:
+    return f"{migration.app_label}.{migration.name}"
+
+
+def targets_for(phase: str, expected: list[str], loader) -> list[tuple[str, str]]:
+    """Migration targets: leaf nodes, or for before_switch each app's last expected migration."""
+    if phase != "before_switch":
+        return loader.graph.leaf_nodes()
+    last: dict[str, str] = {}
+    for item in expected:
+        app, _dot, name = item.partition(".")
+        last[app] = name
+    return list(last.items())
+
+
+def checked_plan(executor, targets, expected: list[str]) -> list[str]:
+    """The forward plan to the targets, refused when it goes back or leaves what was inspected."""
+    loader = executor.loader
+    loader.check_consistent_history(executor.connection)
+    conflicts = loader.detect_conflicts()
+    if conflicts:
+        names = "; ".join(f"{app}: {', '.join(leaves)}" for app, leaves in sorted(conflicts.items()))
+        raise MigrateError(f"conflicting migrations ({names}); merge them in development and deploy again")
+    plan = executor.migration_plan(targets)
+    backwards = [label(migration) for migration, backward in plan if backward]
+    if backwards:
+        raise MigrateError(
+            f"the plan would unapply {', '.join(backwards)}: the database is ahead of what this phase expects "
+            "(another deploy migrated it). Inspect again and deploy the release that matches the database."
+        )
+    forwards = [label(migration) for migration, _backwards in plan]
+    unexpected = [item for item in forwards if item not in expected]
+    if unexpected:
+        raise MigrateError(
+            f"{', '.join(unexpected)} would be applied but were not inspected by the preflight of this run "
+            f"(inspected: {', '.join(expected) or 'nothing'}). Run the role again so that it inspects them."
+        )
+    return forwards
+
+
+def reverse_targets(loader, unapply: list[str]) -> list[tuple[str, str | None]]:
+    """Per app, the newest applied migration that stays (None: unapply the whole app)."""
+    graph = loader.graph
+    targets = []
+    for app in sorted({item.partition(".")[0] for item in unapply}):
+        staying = [key for key in loader.applied_migrations if key[0] == app and f"{key[0]}.{key[1]}" not in unapply]
+        staying = [key for key in staying if key in graph.nodes]
+        newest = max(staying, key=lambda key: len(graph.forwards_plan(key)), default=None)
+        targets.append((app, newest[1] if newest else None))
+    return targets
+
+
+def checked_reverse_plan(executor, targets, unapply: list[str]) -> list[str]:
+    """The backward plan to the targets, refused unless it unapplies exactly `unapply`, all reversibly."""
+    executor.loader.check_consistent_history(executor.connection)
+    missing = [item for item in unapply if tuple(item.split(".", 1)) not in executor.loader.graph.nodes]
+    if missing:
+        raise MigrateError(
+            f"{', '.join(missing)} cannot be unapplied with this release's code, which does not have them"
+        )
+    plan = executor.migration_plan(targets)
+    forwards = [label(migration) for migration, backward in plan if not backward]
+    backwards = [label(migration) for migration, backward in plan if backward]
+    if forwards or sorted(backwards) != sorted(unapply):
+        raise MigrateError(
+            f"reversing {', '.join(unapply)} would unapply {', '.join(backwards) or 'nothing'}"
+            f"{' and apply ' + ', '.join(forwards) if forwards else ''}; nothing was changed. "
+            "Keep the schema (greenlight_rollback_database=keep) or restore the backup instead."
+        )
+    irreversible = [
+        f"{label(migration)} ({operation.describe()})"
+        for migration, _backward in plan
+        for operation in migration.operations
+        if not operation.reversible
+    ]
+    if irreversible:
+        raise MigrateError(
+            f"these operations cannot be reversed: {'; '.join(irreversible)}; nothing was changed. "
+            "Keep the schema (greenlight_rollback_database=keep) or restore the backup instead."
+        )
+    return backwards
+
+
+def applied_set(connection) -> set[str]:
+    from django.db.migrations.recorder import MigrationRecorder
+
+    return {f"{app}.{name}" for app, name in MigrationRecorder(connection).applied_migrations()}
+
+
+def migrate(args: argparse.Namespace, result: dict) -> None:
+    from django.core.management import call_command
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+    from django.db.migrations.executor import MigrationExecutor
+
+    if args.database not in connections.settings:
+        raise MigrateError(f"DATABASES has no alias {args.database!r}; set migrate_database_alias")
+    connection = connections[args.database]
+    if connection.vendor == "postgresql":
+        connection_created.connect(
+            session_settings(args.app_name, args.lock_timeout, args.statement_timeout), weak=False
+        )
+        connection.close()  # reconnect below, with the timeouts set by the receiver
+        connection.ensure_connection()
+        lock = postgresql_lock(connection, args.app_name, args.advisory_lock_timeout)
+    elif connection.vendor == "sqlite":
+        name = str(connection.settings_dict.get("NAME") or "")
+        lock = sqlite_lock(os.path.abspath(name), args.advisory_lock_timeout)
+    else:
+        raise MigrateError(
+            f"the database engine {connection.settings_dict.get('ENGINE')} ({connection.vendor}) is not supported "
+            "yet; greenlight.django migrates PostgreSQL and SQLite under a lock"
+        )
+    with lock as lock_name:
+        result["lock"] = lock_name
+        executor = MigrationExecutor(connection)
+        if args.unapply:
+            unapply(args, executor, connection, result)
+            return
+        targets = targets_for(args.phase, args.expect, executor.loader)
+        plan = checked_plan(executor, targets, args.expect)
+        result["plan"] = plan
+        if not plan:
+            return
+        before = applied_set(connection)
+        try:
+            if args.phase == "before_switch":
+                for app, name in targets:
+                    call_command(
+                        "migrate", app, name, database=args.database, interactive=False, verbosity=1, stdout=sys.stderr
+                    )
+            else:
+                call_command("migrate", database=args.database, interactive=False, verbosity=1, stdout=sys.stderr)
+        finally:
+            with contextlib.suppress(Exception):
+                now = applied_set(connection)
+                result["applied"] = [item for item in plan if item in now and item not in before]
+                remaining = [item for item in plan if item not in now]
+                result["failed_migration"] = remaining[0] if remaining else None
+
+
+def unapply(args: argparse.Namespace, executor, connection, result: dict) -> None:
+    """Migrate backwards so that exactly args.unapply are no longer applied."""
+    from django.core.management import call_command
+
+    targets = reverse_targets(executor.loader, args.unapply)
+    plan = checked_reverse_plan(executor, targets, args.unapply)
+    result["plan"] = plan
+    if args.dry_run:
+        return
+    before = applied_set(connection)
+    try:
+        for app, name in targets:
+            call_command(
+                "migrate",
+                app,
+                name or "zero",
+                database=args.database,
+                interactive=False,
+                verbosity=1,
+                stdout=sys.stderr,
+            )
+    finally:
+        with contextlib.suppress(Exception):
+            now = applied_set(connection)
+            result["unapplied"] = [item for item in plan if item in before and item not in now]
+            remaining = [item for item in plan if item in now]
+            result["failed_migration"] = remaining[0] if remaining else None
+
+
+def explain(exc: BaseException, result: dict, args: argparse.Namespace) -> str:
+    failed = result.get("failed_migration") or "a migration"
+    state = sqlstate(exc)
+    if state == SQLSTATE_LOCK_TIMEOUT:
+        return (
+            f"{failed} waited more than {args.lock_timeout:g} s for a table lock that another session holds (a long "
+            "transaction or query) and was rolled back (lock_timeout). Nothing else waited behind it. Run again when "
+            "the table is quiet, or raise migrate_lock_timeout."
+        )
+    if state == SQLSTATE_STATEMENT_TIMEOUT:
+        return (
+            f"{failed} ran longer than migrate_statement_timeout ({args.statement_timeout:g} s) and was rolled back. "
+            "Raise migrate_statement_timeout, or split the migration (e.g. a batched data migration)."
+        )
+    return f"{failed} failed: {type(exc).__name__}: {exc}"
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app-name", required=True)
+    parser.add_argument("--phase", choices=["all", "before_switch", "after_switch"], default="all")
+    parser.add_argument("--expect", action="append", default=[])
+    parser.add_argument("--unapply", action="append", default=[], help="app.name to migrate back (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="with --unapply: check the backward plan only")
+    parser.add_argument("--database", default="default")
+    parser.add_argument("--lock-timeout", type=float, default=5.0)
+    parser.add_argument("--statement-timeout", type=float, default=0.0)
+    parser.add_argument("--advisory-lock-timeout", type=float, default=60.0)
+    parser.add_argument("--secrets")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_arguments(argv)
+    result: dict = {
+        "ok": True,
+        "phase": "reverse" if args.unapply else args.phase,
+        "plan": [],
+        "applied": [],
+        "unapplied": [],
+        "failed_migration": None,
+    }
+    try:
+        secrets = read_secrets(args.secrets)
+        os.environ.update({str(k): str(v) for k, v in (secrets.get("environment") or {}).items()})
+        setup_django()
+        migrate(args, result)
+    except MigrateError as exc:
+        result.update(ok=False, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a failing migration is reported, with what was applied before it
+        result.update(ok=False, error=explain(exc, result, args))
+    sys.stderr.flush()
+    print(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True, default=str)}", flush=True)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
