@@ -1,5 +1,0 @@
-from django.contrib import admin
-
-from notes.models import Note
-
-admin.site.register(Note)
