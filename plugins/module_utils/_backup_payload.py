@@ -600,9 +600,10 @@ def main() -> int:
     except BackupError as exc:
         result = {"ok": False, "error": str(exc)}
     sys.stderr.flush()
-    print(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True)}", flush=True)
+    sys.stdout.write(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True)}\n")
+    sys.stdout.flush()
     return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -54,7 +54,7 @@ def test_main_prints_the_marked_result_line_last(monkeypatch, capsys):
     monkeypatch.delenv(payload.OPTIONS_ENV, raising=False)
     assert payload.main() == 1
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    marker, _, body = last.partition(" ")
+    marker, _space, body = last.partition(" ")
     assert marker == payload.RESULT_MARKER
     assert json.loads(body)["ok"] is False
 
