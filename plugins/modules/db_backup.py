@@ -406,6 +406,22 @@ def failure_message(params, error):
     return f"Restoring {params['file']} for {name} failed: {error}"
 
 
+def exit_unmasked(module, result):
+    """Exit with the result as it is.
+
+    Ansible masks every value of a no_log option (and every value of the environment files) wherever it occurs
+    in a result, also inside other strings: a harmless value such as 0 or the application's name would turn the
+    path of the backup into a masked string. The result holds only what the module composed (paths, sizes,
+    names) and the options with the secret ones masked whole, so nothing is left to mask.
+    """
+    arguments = dict(module.params)
+    for name in ("environment", "database_overrides"):
+        if arguments.get(name):
+            arguments[name] = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    module.no_log_values.clear()
+    module.exit_json(invocation={"module_args": arguments}, **result)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -436,7 +452,7 @@ def main():
             msg = f"Would back up the database {alias} of {project_path} into {params['dir']}"
         else:
             msg = f"Would restore the database {alias} of {project_path} from {params['file']}"
-        module.exit_json(changed=True, msg=msg)
+        exit_unmasked(module, {"changed": True, "msg": msg})
 
     prepare_directory(module, create, private)
     command = "dump" if state == "dumped" else "restore"
@@ -474,7 +490,7 @@ def main():
         )
     if not report.get("ok"):
         module.fail_json(msg=failure_message(params, scrub(report.get("error") or "unknown error", secrets)), rc=rc)
-    module.exit_json(**outcome(report, state, project_path, alias))
+    exit_unmasked(module, outcome(report, state, project_path, alias))
 
 
 if __name__ == "__main__":

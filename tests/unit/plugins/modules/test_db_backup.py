@@ -250,3 +250,35 @@ def test_a_release_without_a_virtualenv_names_the_option(app):
     kind, result, _run_payload = run(dump_args(app))
     assert kind == "fail"
     assert "has no bin/python" in result["msg"]
+
+
+class Recorded(Exception):
+    """What AnsibleModule would print as the result, after its own masking of no_log values."""
+
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+def test_harmless_values_of_the_environment_do_not_mask_the_path_but_secrets_stay_hidden(app):
+    # DEBUG=0 and NAME=demo would mask every 0 and every "demo" of the result if they were left to Ansible.
+    with open(app / "shared" / ".env", "a") as env_file:
+        env_file.write("DEBUG=0\nDB_NAME=demo\n")
+    written = str(app / "backups" / "demo-20260101T000000Z-abc-20260102T000000Z.dump")
+    report = {"ok": True, "file": written, "engine": "postgresql", "database": "demo", "size": 10, "seconds": 0.5}
+    args = dump_args(app, database_overrides={"PASSWORD": "Override-Pass-88"}, environment={"EXTRA": "Extra-Secret-3"})
+
+    def record(_module, result):
+        raise Recorded(result)
+
+    with set_module_args(args), mock.patch.object(db_backup, "run_payload", return_value=answer(report)):
+        with mock.patch.object(db_backup.AnsibleModule, "_record_module_result", record, create=True):
+            with pytest.raises(Recorded) as raised:
+                db_backup.main()
+    result = raised.value.result
+    assert result["path"] == written
+    assert result["database"] == "demo"
+    shown = json.dumps(result)
+    for secret in (PASSWORD, SECRET_KEY, "Override-Pass-88", "Extra-Secret-3"):
+        assert secret not in shown
+    assert result["invocation"]["module_args"]["database_overrides"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
