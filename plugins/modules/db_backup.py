@@ -72,8 +72,8 @@ options:
         example C(<app_root>/shared/.env). The variables go from the file to the payload's process without
         leaving the host and never appear on a command line.
       - C(KEY=value) lines, read the way systemd's C(EnvironmentFile=) reads them. Their values are treated as
-        secrets, except C(DJANGO_SETTINGS_MODULE) and C(PYTHONPATH), which are the defaults of O(settings) and
-        O(pythonpath).
+        secrets like those of O(environment), except C(DJANGO_SETTINGS_MODULE) and C(PYTHONPATH), which are the
+        defaults of O(settings) and O(pythonpath).
       - A file that does not exist or has a line that is not C(KEY=value) fails the module, naming the file and
         the line.
     type: list
@@ -83,7 +83,9 @@ options:
     description:
       - Environment variables for the settings module, on top of O(env_files).
       - The values are secrets - Ansible masks them in the output of the module, and the module removes them
-        (and the password part of URL values) from its messages.
+        (and the password part of URL values) from its messages; values shorter than 4 characters (V(0), V(on))
+        are taken as settings and left alone. The result of a success holds none of them - only paths, sizes and
+        names the module composed - so a value that also occurs in the path of the backup does not mask it.
     type: dict
     default: {}
   database:
@@ -278,6 +280,8 @@ from ansible_collections.greenlight.django.plugins.module_utils._app_runtime imp
     startup_pythonpath,
 )
 
+# Values shorter than this (0, 1, on, yes) are settings, not secrets: they are not masked.
+MIN_SECRET = 4
 # The file name of a backup, from the payload's EXTENSIONS.
 EXTENSIONS = tuple(payload.EXTENSIONS.values())
 
@@ -315,12 +319,34 @@ def leaf_values(value):
     return [] if value is None or value == "" else [str(value)]
 
 
-def payload_options(params, command):
+def secret_values(module, environment_secrets, overrides):
+    """The values to mask, longest first: those of the environment and of the overrides, but none shorter than
+    MIN_SECRET except passwords. Ansible masks a value wherever it occurs, also inside other strings: DEBUG=0 in
+    an environment file would otherwise turn every 0 of a message (a release id, a time, an address) into a mask.
+
+    The secret options are masked whole in the module's arguments, which Ansible shows with a failure."""
+    options = next((value for key, value in overrides.items() if str(key).upper() == "OPTIONS"), None) or {}
+    passwords = [
+        str(value)
+        for key, value in list(overrides.items()) + list(options.items())
+        if "PASSWORD" in str(key).upper() and value not in (None, "")
+    ]
+    values = set(environment_secrets) | set(leaf_values(overrides)) | set(module.no_log_values)
+    secrets = {value for value in values if len(value) >= MIN_SECRET} | set(passwords)
+    module.no_log_values.clear()
+    module.no_log_values.update(secrets)
+    for name in ("environment", "database_overrides"):
+        if module.params.get(name):
+            module.params[name] = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    return sorted(secrets, key=len, reverse=True)
+
+
+def payload_options(params, command, overrides):
     """What the payload reads from its OPTIONS_ENV variable."""
     options = {
         "command": command,
         "database": params["database"],
-        "database_overrides": params["database_overrides"] or {},
+        "database_overrides": overrides,
         "run_as": params["run_as"],
         "lock_wait_timeout": params["lock_wait_timeout"],
         "pg_bin_dir": params["pg_bin_dir"] or None,
@@ -409,17 +435,13 @@ def failure_message(params, error):
 def exit_unmasked(module, result):
     """Exit with the result as it is.
 
-    Ansible masks every value of a no_log option (and every value of the environment files) wherever it occurs
-    in a result, also inside other strings: a harmless value such as 0 or the application's name would turn the
-    path of the backup into a masked string. The result holds only what the module composed (paths, sizes,
-    names) and the options with the secret ones masked whole, so nothing is left to mask.
+    Ansible masks every secret value wherever it occurs in a result, also inside other strings: the application's
+    name as a value of an environment file would turn the path of the backup into a masked string. The result
+    holds only what the module composed (paths, sizes, names) and the arguments with the secret options masked
+    whole (see secret_values), so nothing is left to mask.
     """
-    arguments = dict(module.params)
-    for name in ("environment", "database_overrides"):
-        if arguments.get(name):
-            arguments[name] = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
     module.no_log_values.clear()
-    module.exit_json(invocation={"module_args": arguments}, **result)
+    module.exit_json(**result)
 
 
 def main():
@@ -436,11 +458,11 @@ def main():
             msg=f"project_path {params['project_path']} is not a directory; set it to the directory of the release."
         )
     venv = params["venv"] or (None if params["python"] else os.path.join(project_path, ".venv"))
-    environment, startup, secrets = application_environment(module, params["environment"], params["env_files"], venv)
-    secrets = sorted(set(secrets) | set(leaf_values(params["database_overrides"])), key=len, reverse=True)
-    module.no_log_values.update(secrets)
+    overrides, given = params["database_overrides"] or {}, params["environment"] or {}
+    environment, startup, secrets = application_environment(module, given, params["env_files"], venv)
+    secrets = secret_values(module, secrets, overrides)
     python = resolve_python(module, venv, params["python"])
-    given = {str(key): str(value) for key, value in (params["environment"] or {}).items() if value is not None}
+    given = {str(key): str(value) for key, value in given.items() if value is not None}
     settings = resolve_settings(module, params["settings"], given, os.path.join(project_path, "manage.py"), startup)
     pythonpath = startup_pythonpath(params["pythonpath"], startup)
     account_of(module, params["run_as"])
@@ -462,7 +484,7 @@ def main():
         environment,
         settings,
         pythonpath,
-        extra={payload.OPTIONS_ENV: json.dumps(payload_options(params, command))},
+        extra={payload.OPTIONS_ENV: json.dumps(payload_options(params, command, overrides))},
     )
     rc, out, err = run_payload(
         module, python, payload_source(payload), project_path, env, timeout=params["timeout"] or None

@@ -282,3 +282,24 @@ def test_harmless_values_of_the_environment_do_not_mask_the_path_but_secrets_sta
     for secret in (PASSWORD, SECRET_KEY, "Override-Pass-88", "Extra-Secret-3"):
         assert secret not in shown
     assert result["invocation"]["module_args"]["database_overrides"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def test_a_failure_masks_short_passwords_but_not_short_settings(app):
+    with open(app / "shared" / ".env", "a") as env_file:
+        env_file.write("DEBUG=0\n")
+    error = "pg_dump of database demo failed (rc=1): connection to 127.0.0.1 port 5432 failed for password abc"
+    args = dump_args(app, database_overrides={"PASSWORD": "abc", "OPTIONS": {"sslpassword": "xy"}})
+
+    def record(_module, result):
+        raise Recorded(result)
+
+    returned = answer({"ok": False, "error": error})
+    with set_module_args(args), mock.patch.object(db_backup, "run_payload", return_value=returned):
+        with mock.patch.object(db_backup.AnsibleModule, "_record_module_result", record, create=True):
+            with pytest.raises(Recorded) as raised:
+                db_backup.main()
+    result = raised.value.result
+    assert result["failed"] is True
+    assert "connection to 127.0.0.1 port 5432 failed for password ********" in result["msg"]
+    assert result["invocation"]["module_args"]["database_overrides"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    assert "abc" not in json.dumps(result)
