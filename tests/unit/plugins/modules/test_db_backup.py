@@ -286,8 +286,9 @@ def test_harmless_values_of_the_environment_do_not_mask_the_path_but_secrets_sta
 
 def test_a_failure_masks_short_passwords_but_not_short_settings(app):
     with open(app / "shared" / ".env", "a") as env_file:
-        env_file.write("DEBUG=0\n")
+        env_file.write("DEBUG=0\nDB_PASSWORD=pq\nCACHE_URL=redis://u:zz@cache/0\n")
     error = "pg_dump of database demo failed (rc=1): connection to 127.0.0.1 port 5432 failed for password abc"
+    error += " (pq, zz)"
     args = dump_args(app, database_overrides={"PASSWORD": "abc", "OPTIONS": {"sslpassword": "xy"}})
 
     def record(_module, result):
@@ -300,6 +301,6 @@ def test_a_failure_masks_short_passwords_but_not_short_settings(app):
                 db_backup.main()
     result = raised.value.result
     assert result["failed"] is True
-    assert "connection to 127.0.0.1 port 5432 failed for password ********" in result["msg"]
+    assert "connection to 127.0.0.1 port 5432 failed for password ******** (********, ********)" in result["msg"]
     assert result["invocation"]["module_args"]["database_overrides"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
     assert "abc" not in json.dumps(result)
