@@ -349,7 +349,7 @@ def report(times: dict[str, list[float]], size: int, rows: int, dump_size: int, 
         f"- dump step / `pg_dump -Fc` = {step_ratio:.3f} (target <= {TARGET_RATIO}: {verdict}); the difference is "
         "Django reading its settings, `--lock-wait-timeout` and the `pg_restore --list` check.",
         f"- whole playbook (`backup_when: always`) / `pg_dump -Fc` = {playbook_ratio:.3f}: Ansible's tasks around the "
-        f"dump (checks, script copy, keep-N; a remote task costs about 0.4 s over the docker connection) add "
+        f"dump (checks, keep-N; a remote task costs about 0.4 s over the docker connection) add "
         f"{medians['role: playbook, always'] - medians['role: dump step']:.1f} s, a constant that does not grow with "
         "the database.",
         f"- `backup_when: pending` with nothing pending: {medians['role: playbook, nothing pending']:.2f} s instead "
