@@ -10,11 +10,12 @@ controller:
 * ``pg_dump -Fc``: ``pg_dump --format=custom --no-owner`` of the database as
   the application's database user, over TCP with the password in PGPASSWORD,
   to a file in the container - the baseline;
-* ``role: dump step``: what the role runs to back up - the backup script
-  through the manage wrapper (Django settings, then ``pg_dump`` with the same
-  options plus ``--lock-wait-timeout``, then ``pg_restore --list``);
+* ``role: dump step``: what the role's one backup task runs on the server -
+  the payload of greenlight.django.db_backup with the release's interpreter
+  and environment (Django settings, then ``pg_dump`` with the same options
+  plus ``--lock-wait-timeout``, then ``pg_restore --list``);
 * ``role: playbook, always``: ``ansible-playbook`` of the role with
-  ``backup_when: always`` (every task: checks, script, dump, keep-N);
+  ``backup_when: always`` (every task: checks, dump, keep-N);
 * ``role: playbook, nothing pending``: the same with ``backup_when: pending``
   while nothing is pending (the role inspects with migration_status and skips
   the dump).
@@ -48,6 +49,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 COLLECTIONS = REPO / "build" / "collections"
 DEMO_BUILDER = REPO / "examples" / "demo" / "build.py"
+PAYLOAD = REPO / "plugins" / "module_utils" / "_backup_payload.py"
+PAYLOAD_IN_CONTAINER = "/var/tmp/greenlight-backup-payload.py"
 SECTION = "## backup"
 APP = "demo"
 DB_USER = "demo"
@@ -273,24 +276,18 @@ def measure(container: Container, ansible: Ansible, rounds: int) -> tuple[dict[s
         "demo",
         env={"PGPASSWORD": DB_PASSWORD},
     )
+    # The module's payload as db_backup starts it: the release's interpreter in the release, the application's
+    # environment (shared/.env), the options as JSON in the environment, the source on standard input.
+    run(["docker", "cp", str(PAYLOAD), f"{container.name}:{PAYLOAD_IN_CONTAINER}"])
+    options = {"command": "dump", "run_as": APP, "lock_wait_timeout": 60, "dir": "/var/tmp/step", "app_name": APP}
     step = container.exec(
-        f"/srv/{APP}/bin/manage",
-        "--as-root",
-        "--python",
-        f"/srv/{APP}/bin/greenlight-backup-db.py",
-        f"/srv/{APP}/current",
-        "--run-as",
-        APP,
-        "--lock-wait-timeout",
-        "60",
-        "dump",
-        "--dir",
-        "/var/tmp/step",
-        "--app-name",
-        APP,
+        "sh",
+        "-c",
+        f"set -a; . /srv/{APP}/shared/.env; set +a; export PATH=/srv/{APP}/current/.venv/bin:$PATH; "
+        f"cd -P /srv/{APP}/current && exec .venv/bin/python - < {PAYLOAD_IN_CONTAINER}",
+        env={"GREENLIGHT_BACKUP_OPTIONS": json.dumps(options)},
     )
     cleanup = container.exec("sh", "-c", "rm -rf /var/tmp/plain.dump /var/tmp/step && install -d -m 0700 /var/tmp/step")
-    # The playbook goes first: it installs the backup script that the dump step runs.
     commands = {
         "role: playbook, always": ansible.playbook("backup.yml", backup_when="always"),
         "role: playbook, nothing pending": ansible.playbook("backup.yml", backup_when="pending"),
@@ -352,7 +349,7 @@ def report(times: dict[str, list[float]], size: int, rows: int, dump_size: int, 
         f"- dump step / `pg_dump -Fc` = {step_ratio:.3f} (target <= {TARGET_RATIO}: {verdict}); the difference is "
         "Django reading its settings, `--lock-wait-timeout` and the `pg_restore --list` check.",
         f"- whole playbook (`backup_when: always`) / `pg_dump -Fc` = {playbook_ratio:.3f}: Ansible's tasks around the "
-        f"dump (checks, script copy, keep-N; a remote task costs about 0.4 s over the docker connection) add "
+        f"dump (checks, keep-N; a remote task costs about 0.4 s over the docker connection) add "
         f"{medians['role: playbook, always'] - medians['role: dump step']:.1f} s, a constant that does not grow with "
         "the database.",
         f"- `backup_when: pending` with nothing pending: {medians['role: playbook, nothing pending']:.2f} s instead "

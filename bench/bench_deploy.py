@@ -19,6 +19,15 @@ at ``--rate`` requests per second, keep-alive, through nginx on loopback):
   for pip, migrate and collectstatic), on container P, over the same docker
   connection as greenlight: the naive method as a team that deploys with
   Ansible writes it.
+* ``floor``: greenlight's own window as bare commands, on container F, over
+  the same docker connection, one ``docker exec`` per step, after the new
+  release was built beside the serving one exactly as greenlight builds it
+  (``bench/floor_prepare.yml``, before the probe starts): with migrations,
+  maintenance page on (flag + nginx reload), ``systemctl stop``, ``pg_dump``,
+  ``migrate``, switch ``current``, ``systemctl start``, one health probe,
+  maintenance page off; without, switch, ``systemctl restart``, one health
+  probe. The floor no version of greenlight's window can go below on this
+  connection: greenlight / floor is the cost of everything else.
 
 Changes: v1 -> v2 (two migrations: add a column, backfill it); v2 -> v2.1 (a
 new revision with nothing to migrate: only the code differs); v2.1 -> v2.2
@@ -60,10 +69,13 @@ SERVING = f"/srv/{APP}/current"
 WINDOW_RATIO_TARGET = 0.3
 CODE_ONLY_TARGET = 3.0
 REDEPLOY_TARGET = 15.0
-METHODS = ("greenlight", "naive", "naive playbook")
+METHODS = ("greenlight", "naive", "naive playbook", "floor")
 # A task in the window that takes this long acts on the server; the shorter ones are Ansible's bookkeeping.
 WORK_TASK = 0.2
 NAIVE_PLAYBOOK = harness.BENCH / "naive_deploy.yml"
+FLOOR_PREPARE = harness.BENCH / "floor_prepare.yml"
+MAINTENANCE_FLAG = f"/etc/nginx/greenlight/{APP}/maintenance.on"
+FLOOR_TARGET = 1.5
 # v2.2 pins another Django patch release than the demo (the naive deploy reinstalls Django in its window).
 DJANGO_NOW = "Django==5.2.19"
 DJANGO_OTHER = "Django==5.2.18"
@@ -223,7 +235,45 @@ class Bench:
             parts[name] = time.monotonic() - started
         return parts
 
+    def floor_prepare(self, container: Container, inventory: Path, version: str) -> tuple[str, bool]:
+        """Build the release of version beside the serving one (not measured): its path, and whether it has
+        migrations to apply."""
+        extra = {"greenlight_source_dir": str(self.sources[version])}
+        result = harness.run_playbook(str(FLOOR_PREPARE), inventory, self.log, extra_vars=extra, limit=container.name)
+        harness.require_success(result, f"floor_prepare.yml of {version} on {container.name}")
+        for _stamp, line in result.lines:
+            if "FLOOR-RELEASE " in line:
+                release = line.split("FLOOR-RELEASE ", 1)[1].strip().strip('"')
+                return release, "[ ]" in container.sh(f"/srv/{APP}/bin/manage {release} showmigrations --plan")
+        raise BenchError(f"floor_prepare.yml of {version} did not say where the release is")
+
+    def floor(self, container: Container, release: str, pending: bool) -> dict[str, float]:
+        """greenlight's window as bare commands: seconds of each step."""
+        manage = f"/srv/{APP}/bin/manage"
+        socket = f"/run/greenlight-{APP}/current.sock"
+        switch = f"ln -sfn {release} /srv/{APP}/current.new && mv -T /srv/{APP}/current.new {SERVING}"
+        steps: dict[str, list[str]] = {}
+        if pending:
+            steps["maintenance on"] = ["sh", "-c", f"printf 'on\\n' > {MAINTENANCE_FLAG} && systemctl reload nginx"]
+            steps["stop"] = ["systemctl", "stop", UNIT]
+            steps["dump"] = ["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-d", APP, "-f", "/tmp/floor.dump"]
+            steps["migrate"] = [manage, release, "migrate", "--noinput"]
+        steps["switch"] = ["sh", "-c", switch]
+        steps["start" if pending else "restart"] = ["systemctl", "start" if pending else "restart", UNIT]
+        steps["health"] = ["curl", "-sf", "--max-time", "10", "--unix-socket", socket, "http://127.0.0.1/healthz"]
+        if pending:
+            steps["maintenance off"] = ["sh", "-c", f"rm -f {MAINTENANCE_FLAG} && systemctl reload nginx"]
+        parts = {}
+        for name, argv in steps.items():
+            started = time.monotonic()
+            harness.run(container.exec(*argv))
+            parts[name] = time.monotonic() - started
+        return parts
+
     def measure(self, step: Step, container: Container, inventory: Path) -> Step:
+        release, pending = "", False
+        if step.method == "floor":  # built before the probe starts, as greenlight builds it before its window
+            release, pending = self.floor_prepare(container, inventory, step.source)
         probe = harness.Load(container, self.rate, 600, name="probe")
         step.probe_start = time.time()
         probe.start()
@@ -232,6 +282,9 @@ class Bench:
             step.deploy_start = time.time()
             if step.method == "naive":
                 step.parts = self.naive(container, step.source)
+                step.wall = time.time() - step.deploy_start
+            elif step.method == "floor":
+                step.parts = self.floor(container, release, pending)
                 step.wall = time.time() - step.deploy_start
             elif step.method == "naive playbook":
                 result = self.naive_playbook(container, inventory, step.source)
@@ -302,12 +355,13 @@ def copy_tree(container: Container, source: Path, dest: str) -> None:
 def one_round(bench: Bench, number: int, smoke: bool) -> list[Step]:
     tag = f"{os.getpid()}-{number}"
     if smoke:
-        # Every code path once: the first deploy (greenlight, under the probe), then each naive deploy.
+        # Every code path once: the first deploy (greenlight, under the probe), each naive deploy, the floor.
         only = Container(f"greenlight-bench-deploy-{tag}", bench.image)
         plan = [
             (Step("first deploy", "greenlight", "v1"), only),
             (Step("migrations", "naive playbook", "v2"), only),
             (Step("code only", "naive", "v2.1"), only),
+            (Step("code only", "floor", "v2"), only),
         ]
         containers = [only]
     else:
@@ -354,7 +408,7 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
         SECTION,
         "",
         f"Machine: {harness.machine()}. {harness.versions()}. Collection at {harness.commit()}.",
-        f"Command: `{harness.command_line()}`. {rounds} round(s), each on three "
+        f"Command: `{harness.command_line()}`. {rounds} round(s), each on four "
         f"fresh containers set up alike (PostgreSQL, demo v1 deployed with `deploy.yml`), one per method; in each "
         f"round the same changes on each, the order of the methods rotating. Probe: load.py inside the container at "
         f"{args.rate:g} requests/s with keep-alive through nginx on loopback; the window is the span from the "
@@ -364,7 +418,10 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
         "one `docker exec` each, no Ansible: the naive method at its fastest. `naive playbook` = the same steps as "
         "the usual Ansible play (`bench/naive_deploy.yml`: `systemd_service` stop, `unarchive` of the code, `command` "
         "for pip (the same wheelhouse), migrate and collectstatic, `systemd_service` start) over the same "
-        "docker connection as greenlight. Medians over the rounds.",
+        "docker connection as greenlight. `floor` = greenlight's own window as bare commands over the same "
+        "connection, the new release built beforehand as greenlight builds it: maintenance page on, `systemctl "
+        "stop`, `pg_dump`, `migrate`, switch `current`, `systemctl start`, one health probe, maintenance page off "
+        "(without migrations: switch, `systemctl restart`, one health probe). Medians over the rounds.",
         "",
         "| change | method | window seen by the probe (s) | failed probes | window reported by the playbook (s) "
         "| wall time (s) | all rounds: window (s) |",
@@ -398,11 +455,18 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
                 f"{theirs:.2f} s = {ratio:.2f} (target <= {WINDOW_RATIO_TARGET}: "
                 f"{harness.verdict(ratio <= WINDOW_RATIO_TARGET)})"
             )
+    floor = med("migrations", "floor", window_of)
+    if ours is not None and floor:
+        lines.append(
+            f"- window, greenlight / floor (greenlight's window as bare commands), v1 -> v2 with migrations: "
+            f"{ours:.2f} s / {floor:.2f} s = {ours / floor:.2f} (target <= {FLOOR_TARGET:g}: "
+            f"{harness.verdict(ours / floor <= FLOOR_TARGET)})"
+        )
     ours = med("code only", "greenlight", window_of)
     if ours is not None:
         ratios = [
             f"greenlight / {method} = {ours / theirs:.2f}"
-            for method in ("naive playbook", "naive")
+            for method in ("naive playbook", "naive", "floor")
             if (theirs := med("code only", method, window_of))
         ]
         lines.append(
@@ -428,6 +492,7 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
             f"{harness.verdict(changed == 0)}), {max(step.outage.failed for step in again)} failed probes"
         )
     for method, what in (
+        ("floor", "step (all inside the window)"),
         ("naive", "step (all inside the window)"),
         ("naive playbook", "task (Gathering Facts before the window, the others inside it)"),
         ("greenlight", "phase (the playbook's summary)"),
@@ -474,17 +539,17 @@ def draw(steps: list[Step], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"greenlight": "tab:green", "naive": "tab:grey", "naive playbook": "tab:orange"}
+    colours = {"greenlight": "tab:green", "naive": "tab:grey", "naive playbook": "tab:orange", "floor": "tab:blue"}
     changes = [change for change in CHANGES if any(step.change == change for step in steps)]
     figure, (bars, probes) = plt.subplots(2, 1, figsize=(10, 7.5), gridspec_kw={"height_ratios": [3, 2]})
-    for offset, method in zip((-0.27, 0.0, 0.27), METHODS):
+    for offset, method in zip((-0.3, -0.1, 0.1, 0.3), METHODS):
         for position, change in enumerate(changes):
             windows = [window_of(step) for step in steps if step.change == change and step.method == method]
             if not windows:
                 continue
             height = statistics.median(windows)
             bars.bar(
-                position + offset, height, width=0.26, color=colours[method], label=method if position == 0 else None
+                position + offset, height, width=0.19, color=colours[method], label=method if position == 0 else None
             )
             bars.scatter([position + offset] * len(windows), windows, color="black", s=8, zorder=3)
             bars.annotate(f"{height:.1f} s", (position + offset, height), ha="center", va="bottom", fontsize=8)

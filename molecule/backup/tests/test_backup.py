@@ -150,7 +150,7 @@ def test_backup_database_overrides_the_settings_and_a_failure_shows_no_password(
     run = run_on(host, "backup.yml", {"backup_when": "always", "backup_database": {"PASSWORD": wrong}})
     assert run.rc != 0
     message = "\n".join(run.failure_messages())
-    assert "the backup of demo" in message
+    assert "backup of demo failed" in message
     assert 'password authentication failed for user "demo"' in message
     assert wrong not in run.output
     assert names(host) == before

@@ -213,8 +213,8 @@ def test_v5_fails_half_way_and_the_restore_brings_back_exactly_the_backup(host, 
     for secret in LEAK_MARKERS:
         assert secret not in run.output
         assert secret not in samples
-    # The sampler did see the work: the backup script, the inspection and the migrate runner.
-    assert "greenlight-backup-db.py" in samples
+    # The sampler did see the work: pg_dump (started by db_backup), the inspection and the migrate runner.
+    assert "pg_dump --format=custom" in samples
     assert "greenlight-migrate.py" in samples
 
 

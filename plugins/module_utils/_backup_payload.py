@@ -1,37 +1,37 @@
-"""Back up or restore the database of one Django release, with the connection Django itself uses.
+# Copyright: greenlight.django contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
-Run by the greenlight.django.backup role through the application's wrapper,
-as root, with the release's interpreter and environment::
+"""PRIVATE to the greenlight.django collection. Do not use it from other collections.
 
-    <app_root>/bin/manage --as-root --python backup_db.py RELEASE_DIR dump \\
-        --dir DIR --app-name NAME --run-as USER [--lock-wait-timeout S] [--verify-restore]
-    <app_root>/bin/manage --as-root --python backup_db.py RELEASE_DIR restore \\
-        --file FILE --run-as USER [--lock-wait-timeout S]
+Back up or restore the database of one Django release, with the connection Django itself uses: the payload of
+``greenlight.django.db_backup``.
 
-Common options: ``--database ALIAS`` (default ``default``), ``--secrets FILE``
-(a JSON file ``{"environment": {...}, "database": {...}}`` read once and
-deleted: extra environment for the settings, and overrides of the
-``DATABASES`` entry), ``--pg-bin-dir DIR`` (where pg_dump, pg_restore and psql
-live; default: PATH).
+The module does not run this code in Ansible's interpreter: it sends the text of this file to the release's
+interpreter (``python -``, as root, working directory = the release, the application's environment) and reads
+back the last line of standard output, ``GREENLIGHT-BACKUP-RESULT <json>``; all other output goes to standard
+error. Exit status 0 on success, 1 on failure (the JSON then has ``ok: false`` and ``error``). Options arrive as
+JSON in the environment variable named by ``OPTIONS_ENV``, never on the command line (they hold the overrides of
+the ``DATABASES`` entry, a password among them):
 
-The connection parameters come from ``settings.DATABASES[alias]`` (the
-settings module is imported; the apps are not loaded). For
-PostgreSQL they reach pg_dump, pg_restore and psql as libpq variables (PGHOST,
-PGPASSWORD, ...) in the child's environment, never as arguments; the clients
-run as the application user (``--run-as``) so that peer authentication on the
-local socket works as it does for the application, while the backup file
-itself is opened by root. SQLite databases are copied with SQLite's online
-backup API and checked with ``PRAGMA integrity_check``. Other engines are
-refused.
+``command`` (``dump`` or ``restore``), ``database`` (the alias, default ``default``), ``database_overrides``
+(overrides of the ``DATABASES`` entry), ``run_as`` (the account the clients run as), ``lock_wait_timeout``,
+``pg_bin_dir`` (where pg_dump, pg_restore and psql live; default: PATH); for ``dump``: ``dir``, ``app_name``,
+``verify_restore``, ``pg_dump_options``; for ``restore``: ``file``.
 
-The last line of standard output is ``GREENLIGHT-BACKUP-RESULT <json>``; all
-other output goes to standard error. Exit status 0 on success, 1 on failure
-(the JSON then has ``ok: false`` and ``error``).
+The connection parameters come from ``settings.DATABASES[alias]`` (the settings module is imported; the apps
+are not loaded). For PostgreSQL they reach pg_dump, pg_restore and psql as libpq variables (PGHOST, PGPASSWORD,
+...) in the child's environment, never as arguments; the clients run as the application user (``run_as``) so
+that peer authentication on the local socket works as it does for the application, while the backup file itself
+is opened by root. SQLite databases are copied with SQLite's online backup API and checked with
+``PRAGMA integrity_check``. Other engines are refused.
+
+Only the standard library is imported: the release's interpreter (Python 3.8 or later) has no Ansible, and
+Ansible's interpreter imports this file (to ship it) without Django.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pwd
@@ -41,8 +41,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 from urllib.parse import quote
 
+OPTIONS_ENV = "GREENLIGHT_BACKUP_OPTIONS"
 RESULT_MARKER = "GREENLIGHT-BACKUP-RESULT"
 SETTINGS_LINE = re.compile(
     r"""os\.environ\.setdefault\(\s*['"]DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]\s*\)"""
@@ -110,22 +112,6 @@ class BackupError(Exception):
 
 
 # --- Django -----------------------------------------------------------------
-
-
-def read_secrets(path: str | None) -> dict:
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise BackupError(f"cannot read the secrets file {path}: {exc}") from None
-    finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-    return data if isinstance(data, dict) else {}
 
 
 def settings_module(release: str) -> str | None:
@@ -264,8 +250,8 @@ def failure(what: str, completed, secrets: list[str]) -> BackupError:
 # --- file names -------------------------------------------------------------
 
 
-def backup_prefix(args: argparse.Namespace) -> str:
-    """<app>-<release id>: the wrapper runs the script in the release directory, pointers resolved."""
+def backup_prefix(args) -> str:
+    """<app>-<release id>: the module runs the payload in the release directory, pointers resolved."""
     return f"{args.app_name}-{os.path.basename(os.getcwd())}"
 
 
@@ -316,7 +302,7 @@ def pg_dump(args, settings_dict: dict) -> dict:
         "--format=custom",
         "--no-owner",
         f"--lock-wait-timeout={int(args.lock_wait_timeout * 1000)}",
-        *args.pg_dump_option,
+        *args.pg_dump_options,
     ]
     started = time.monotonic()
     descriptor = create_private_file(partial)
@@ -557,28 +543,36 @@ def sqlite_restore(args, settings_dict: dict) -> dict:
 # --- main -------------------------------------------------------------------
 
 
-def parse_arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", default="default")
-    parser.add_argument("--secrets")
-    parser.add_argument("--pg-bin-dir")
-    parser.add_argument("--run-as", required=True)
-    parser.add_argument("--lock-wait-timeout", type=float, default=60.0)
-    commands = parser.add_subparsers(dest="command", required=True)
-    dump = commands.add_parser("dump")
-    dump.add_argument("--dir", required=True)
-    dump.add_argument("--app-name", required=True)
-    dump.add_argument("--verify-restore", action="store_true")
-    dump.add_argument("--pg-dump-option", action="append", default=[])
-    restore = commands.add_parser("restore")
-    restore.add_argument("--file", required=True)
-    return parser.parse_args(argv)
+DEFAULTS = {
+    "database": "default",
+    "database_overrides": {},
+    "pg_bin_dir": None,
+    "lock_wait_timeout": 60.0,
+    "dir": None,
+    "app_name": None,
+    "verify_restore": False,
+    "pg_dump_options": [],
+    "file": None,
+}
 
 
-def run(args: argparse.Namespace) -> dict:
-    secrets = read_secrets(args.secrets)
-    os.environ.update({str(k): str(v) for k, v in (secrets.get("environment") or {}).items()})
-    vendor, settings_dict = database_settings(args.database, secrets.get("database") or {})
+def read_options(environ) -> SimpleNamespace:
+    """The options from the environment variable OPTIONS_ENV, which is removed (no child inherits it)."""
+    try:
+        given = json.loads(environ.pop(OPTIONS_ENV))
+    except (KeyError, ValueError) as exc:
+        raise BackupError(f"no valid options in {OPTIONS_ENV}: {exc}") from None
+    if not isinstance(given, dict) or given.get("command") not in ("dump", "restore") or not given.get("run_as"):
+        raise BackupError(f"{OPTIONS_ENV} needs a command (dump or restore) and run_as")
+    options = dict(DEFAULTS)
+    options.update((key, value) for key, value in given.items() if value is not None)
+    options["lock_wait_timeout"] = float(options["lock_wait_timeout"])
+    options["pg_dump_options"] = [str(option) for option in options["pg_dump_options"]]
+    return SimpleNamespace(**options)
+
+
+def run(args: SimpleNamespace) -> dict:
+    vendor, settings_dict = database_settings(args.database, args.database_overrides or {})
     if vendor not in EXTENSIONS:
         raise BackupError(
             f"the database engine {settings_dict.get('ENGINE')} ({vendor}) is not supported yet; greenlight.django "
@@ -599,17 +593,17 @@ def run(args: argparse.Namespace) -> dict:
     return pg_restore(args, settings_dict) if vendor == "postgresql" else sqlite_restore(args, settings_dict)
 
 
-def main(argv: list[str]) -> int:
-    args = parse_arguments(argv)
+def main() -> int:
     os.umask(0o077)
     try:
-        result = {"ok": True, **run(args)}
+        result = {"ok": True, **run(read_options(os.environ))}
     except BackupError as exc:
         result = {"ok": False, "error": str(exc)}
     sys.stderr.flush()
-    print(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True)}", flush=True)
+    sys.stdout.write(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True)}\n")
+    sys.stdout.flush()
     return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main())

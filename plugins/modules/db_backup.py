@@ -1,0 +1,527 @@
+#!/usr/bin/python
+# Copyright: greenlight.django contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+
+DOCUMENTATION = r"""
+---
+module: db_backup
+short_description: Back up or restore the database of a Django release with the connection Django itself uses
+version_added: "1.1.0"
+description:
+  - Backs up (O(state=dumped)) or restores (O(state=restored)) the database that C(DATABASES[database]) of a
+    Django release names, in one process of the release's interpreter (O(venv) or O(python)) that imports the
+    settings module only - neither the apps nor, for the engines Django ships, the database driver are loaded.
+  - PostgreSQL - C(pg_dump --format=custom --no-owner --lock-wait-timeout) into a new file of O(dir), checked with
+    C(pg_restore --list) (and with O(verify_restore), restored into a scratch database that is dropped). A restore
+    runs in one transaction through C(psql) - it drops every relation of the schemas the backup holds relations
+    in, then runs the backup's C(pg_restore --clean --if-exists --no-owner) script; any error rolls it all back.
+    The connection parameters reach C(pg_dump), C(pg_restore) and C(psql) as libpq variables (E(PGHOST),
+    E(PGPASSWORD), ...) in their environment, never as arguments, and the clients run as O(run_as) so that peer
+    authentication on the local socket works as it does for the application.
+  - SQLite - a copy with SQLite's online backup API (consistent while the application writes), checked with
+    C(PRAGMA integrity_check); a restore copies the backup over the database file the same way and checks it
+    again. Other engines are refused, naming the engine.
+  - A backup is written as C(<name>.partial), opened by the module's user (root) with mode C(0600), and renamed
+    to C(<app_name>-<release id>-<UTC time>.dump) (or C(.sqlite3)) once it has been checked, so a file with the
+    final name is always complete. The release id is the name of the directory O(project_path) points to.
+  - Run it as root (C(become)) - it reads the backup directory and writes the backup as root while the clients
+    run as O(run_as).
+options:
+  state:
+    description:
+      - V(dumped) writes a new backup into O(dir); V(restored) brings the database back to O(file).
+    type: str
+    choices: [dumped, restored]
+    default: dumped
+  project_path:
+    description:
+      - Directory of the release (for example C(<app_root>/releases/<id>) or a pointer to one such as
+        C(<app_root>/current)), usually the one that contains its C(manage.py). Pointers are resolved; the
+        payload runs there.
+    type: path
+    required: true
+  venv:
+    description:
+      - Virtualenv of the release; the payload runs with its C(bin/python).
+      - Defaults to C(<project_path>/.venv) when O(python) is not set. Mutually exclusive with O(python).
+    type: path
+  python:
+    description:
+      - Interpreter of the release, as a path or a command name looked up on E(PATH). Mutually exclusive with
+        O(venv).
+    type: str
+  settings:
+    description:
+      - Dotted name of the Django settings module.
+      - Defaults to C(DJANGO_SETTINGS_MODULE) from O(environment), then from the C(greenlight-django.env) file of
+        the virtualenv and from O(env_files), then from the environment of the module, then to the value of the
+        C(os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) line of C(manage.py).
+    type: str
+  pythonpath:
+    description:
+      - Extra directories to put on the import path. Relative entries are relative to O(project_path).
+      - Defaults to C(PYTHONPATH) (colon-separated) of the C(greenlight-django.env) file of the virtualenv, then
+        of O(env_files).
+    type: list
+    elements: path
+  env_files:
+    description:
+      - Environment files on the host to read, in order, before O(environment), which wins over them; for
+        example C(<app_root>/shared/.env). The variables go from the file to the payload's process without
+        leaving the host and never appear on a command line.
+      - C(KEY=value) lines, read the way systemd's C(EnvironmentFile=) reads them. Their values are treated as
+        secrets like those of O(environment), except C(DJANGO_SETTINGS_MODULE) and C(PYTHONPATH), which are the
+        defaults of O(settings) and O(pythonpath).
+      - A file that does not exist or has a line that is not C(KEY=value) fails the module, naming the file and
+        the line.
+    type: list
+    elements: path
+    default: []
+  environment:
+    description:
+      - Environment variables for the settings module, on top of O(env_files).
+      - The values are secrets - Ansible masks them in the output of the module, and the module removes them
+        (and the password part of URL values) from its messages; values shorter than 4 characters (V(0), V(on))
+        are taken as settings and left alone unless the name of their variable says they are secret (C(PASS),
+        C(SECRET), C(TOKEN), C(KEY), C(CREDENTIAL)). The result of a success holds none of them - only paths, sizes and
+        names the module composed - so a value that also occurs in the path of the backup does not mask it.
+    type: dict
+    default: {}
+  database:
+    description:
+      - Alias in C(DATABASES) of the database to back up or restore.
+    type: str
+    default: default
+  database_overrides:
+    description:
+      - Overrides of the C(DATABASES) entry (C(HOST), C(PORT), C(NAME), C(USER), C(PASSWORD), C(OPTIONS)), for
+        example a database user with more rights for backups. C(OPTIONS) is merged into the settings' C(OPTIONS).
+      - They reach the payload in its environment (readable by root only), never on a command line; the values
+        are masked like those of O(environment).
+    type: dict
+    default: {}
+  run_as:
+    description:
+      - The account C(pg_dump), C(pg_restore) and C(psql) run as, usually the application's user (peer
+        authentication on the local socket).
+    type: str
+    required: true
+  dir:
+    description:
+      - Directory the backup is written to, with O(state=dumped). It is created (mode C(0700)) when it does not
+        exist, and made private (C(0700)) when others may read it.
+    type: path
+  app_name:
+    description:
+      - Name of the application, the first part of the backup's file name, also named in messages. Required with
+        O(state=dumped).
+    type: str
+  verify_restore:
+    description:
+      - PostgreSQL - also restore the new backup into a scratch database, then drop it. The database user needs
+        C(CREATEDB).
+    type: bool
+    default: false
+  pg_dump_options:
+    description:
+      - More C(pg_dump) options, for example C(--compress=1) or C(--exclude-table-data=django_session).
+    type: list
+    elements: str
+    default: []
+  pg_bin_dir:
+    description:
+      - Directory of C(pg_dump), C(pg_restore) and C(psql). Unset - E(PATH). The client must not be older than the
+        server.
+    type: path
+  lock_wait_timeout:
+    description:
+      - Seconds C(pg_dump) waits for its table locks (C(--lock-wait-timeout)), and the C(lock_timeout) of a
+        PostgreSQL restore; SQLite's busy timeout.
+    type: float
+    default: 60
+  file:
+    description:
+      - The backup to restore, with O(state=restored) - a C(.dump) file for PostgreSQL or a C(.sqlite3) file for
+        SQLite, as written by O(state=dumped).
+    type: path
+  timeout:
+    description:
+      - Seconds the backup or restore may take before the payload is stopped. V(0) waits forever.
+    type: int
+    default: 0
+notes:
+  - Stop the application before a restore - it replaces every relation the backup knows and drops the ones
+    created after it, also those of the schemas it holds that it does not know.
+  - The release's interpreter must be Python 3.8 or later.
+requirements:
+  - The PostgreSQL client (C(pg_dump), C(pg_restore), C(psql)) for a PostgreSQL database.
+seealso:
+  - module: greenlight.django.migration_status
+  - name: pg_dump
+    description: The PostgreSQL backup tool the module runs.
+    link: https://www.postgresql.org/docs/current/app-pgdump.html
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Checks the options, the interpreter, the settings module and the paths, then reports what it would
+      do without running the payload.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - greenlight.django contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Back up the database of the release about to be served
+  greenlight.django.db_backup:
+    project_path: /srv/mysite/releases/2024-06-01
+    env_files: [/srv/mysite/shared/.env]
+    run_as: mysite
+    dir: /srv/mysite/backups
+    app_name: mysite
+  become: true
+  register: backup
+
+- name: Restore it
+  greenlight.django.db_backup:
+    state: restored
+    project_path: /srv/mysite/current
+    env_files: [/srv/mysite/shared/.env]
+    run_as: mysite
+    file: "{{ backup.path }}"
+  become: true
+
+- name: Back up with a user that may create the scratch database of the check
+  greenlight.django.db_backup:
+    project_path: /srv/mysite/current
+    env_files: [/srv/mysite/shared/.env]
+    database_overrides:
+      USER: mysite_backup
+      PASSWORD: "{{ mysite_backup_password }}"
+    run_as: mysite
+    dir: /var/backups/mysite
+    app_name: mysite
+    verify_restore: true
+    pg_dump_options: [--exclude-table-data=django_session]
+  become: true
+"""
+
+RETURN = r"""
+path:
+  description: The backup written (O(state=dumped)) or restored (O(state=restored)).
+  returned: success, not in check mode
+  type: str
+  sample: /srv/mysite/backups/mysite-2024-06-01-20240601T101500Z.dump
+size:
+  description: Size of RV(path) in bytes.
+  returned: success, not in check mode
+  type: int
+  sample: 1048576
+duration_seconds:
+  description: Seconds the dump (with its checks) or the restore took, without starting the interpreter.
+  returned: success, not in check mode
+  type: float
+  sample: 1.234
+vendor:
+  description: Django's vendor name of the database backend, V(postgresql) or V(sqlite).
+  returned: success, not in check mode
+  type: str
+  sample: postgresql
+database:
+  description: The PostgreSQL database name, or the path of the SQLite database file.
+  returned: success, not in check mode
+  type: str
+  sample: mysite
+toc_entries:
+  description: Number of entries in the table of contents of a PostgreSQL backup (C(pg_restore --list)).
+  returned: success with O(state=dumped) on PostgreSQL, not in check mode
+  type: int
+  sample: 120
+verified_restore:
+  description: Whether the backup was restored into a scratch database (O(verify_restore)).
+  returned: success with O(state=dumped), not in check mode
+  type: bool
+  sample: false
+schemas:
+  description: The schemas whose relations a PostgreSQL restore replaced.
+  returned: success with O(state=restored) on PostgreSQL, not in check mode
+  type: list
+  elements: str
+  sample: [public]
+msg:
+  description: What was done, or in check mode what would be done.
+  returned: always
+  type: str
+  sample: Backed up the database default of /srv/mysite/releases/2024-06-01 into
+    /srv/mysite/backups/mysite-2024-06-01-20240601T101500Z.dump
+"""
+
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import stat  # noqa: E402
+from urllib.parse import unquote  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils import _backup_payload as payload  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import (  # noqa: E402
+    URL_PASSWORD,
+    account_of,
+    application_environment,
+    marked_result,
+    payload_source,
+    process_environment,
+    resolve_python,
+    resolve_settings,
+    run_payload,
+    scrub,
+    startup_pythonpath,
+)
+
+# Values shorter than this (0, 1, on, yes) are settings, not secrets: they are not masked, unless their name says
+# they are secret.
+MIN_SECRET = 4
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL", re.I)
+# The file name of a backup, from the payload's EXTENSIONS.
+EXTENSIONS = tuple(payload.EXTENSIONS.values())
+
+
+def argument_spec():
+    return dict(
+        state=dict(type="str", choices=["dumped", "restored"], default="dumped"),
+        project_path=dict(type="path", required=True),
+        venv=dict(type="path"),
+        python=dict(type="str"),
+        settings=dict(type="str"),
+        pythonpath=dict(type="list", elements="path"),
+        env_files=dict(type="list", elements="path", default=[]),
+        environment=dict(type="dict", default={}, no_log=True),
+        database=dict(type="str", default="default"),
+        database_overrides=dict(type="dict", default={}, no_log=True),
+        run_as=dict(type="str", required=True),
+        dir=dict(type="path"),
+        app_name=dict(type="str"),
+        verify_restore=dict(type="bool", default=False),
+        pg_dump_options=dict(type="list", elements="str", default=[]),
+        pg_bin_dir=dict(type="path"),
+        lock_wait_timeout=dict(type="float", default=60),
+        file=dict(type="path"),
+        timeout=dict(type="int", default=0),
+    )
+
+
+def leaf_values(value):
+    """Every scalar value of a nested dict or list, as text."""
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in leaf_values(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in leaf_values(item)]
+    return [] if value is None or value == "" else [str(value)]
+
+
+def secret_values(module, environment, environment_secrets, overrides):
+    """The values to mask, longest first: those of the environment and of the overrides, but none shorter than
+    MIN_SECRET except passwords (of the overrides, of URL values, of variables named like a secret). Ansible
+    masks a value wherever it occurs, also inside other strings: DEBUG=0 in an environment file would otherwise
+    turn every 0 of a message (a release id, a time, an address) into a mask.
+
+    The secret options are masked whole in the module's arguments, which Ansible shows with a failure."""
+    options = next((value for key, value in overrides.items() if str(key).upper() == "OPTIONS"), None) or {}
+    named = list(overrides.items()) + list(options.items()) + list(environment.items())
+    always = {str(value) for key, value in named if SECRET_NAME.search(str(key)) and value not in (None, "")}
+    for value in environment.values():
+        match = URL_PASSWORD.match(value or "")
+        if match:
+            always.update((match.group(1), unquote(match.group(1))))
+    values = set(environment_secrets) | set(leaf_values(overrides)) | set(module.no_log_values)
+    secrets = {value for value in values if len(value) >= MIN_SECRET} | always
+    module.no_log_values.clear()
+    module.no_log_values.update(secrets)
+    for name in ("environment", "database_overrides"):
+        if module.params.get(name):
+            module.params[name] = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    return sorted(secrets, key=len, reverse=True)
+
+
+def payload_options(params, command, overrides):
+    """What the payload reads from its OPTIONS_ENV variable."""
+    options = {
+        "command": command,
+        "database": params["database"],
+        "database_overrides": overrides,
+        "run_as": params["run_as"],
+        "lock_wait_timeout": params["lock_wait_timeout"],
+        "pg_bin_dir": params["pg_bin_dir"] or None,
+    }
+    if command == "dump":
+        options.update(
+            dir=params["dir"],
+            app_name=params["app_name"],
+            verify_restore=params["verify_restore"],
+            pg_dump_options=params["pg_dump_options"],
+        )
+    else:
+        options["file"] = params["file"]
+    return options
+
+
+def check_paths(module, params):
+    """Bad paths fail before anything changes; returns (the directory to create, the directory to make private)."""
+    if params["state"] == "restored":
+        path = params["file"]
+        if not path.endswith(EXTENSIONS):
+            module.fail_json(
+                msg=f"file {path} is not a backup of this module (a .dump or .sqlite3 file); set file to the path "
+                "that state=dumped returned."
+            )
+        if not os.path.isfile(path):
+            module.fail_json(msg=f"The backup file {path} does not exist; set file to an existing backup.")
+        return None, None
+    directory = params["dir"]
+    if not os.path.exists(directory):
+        return directory, None
+    if not os.path.isdir(directory):
+        module.fail_json(msg=f"dir {directory} is not a directory; set dir to the directory of the backups.")
+    if stat.S_IMODE(os.stat(directory).st_mode) & 0o077:
+        return None, directory
+    return None, None
+
+
+def prepare_directory(module, create, private):
+    try:
+        if create:
+            os.makedirs(create, mode=0o700)
+            os.chmod(create, 0o700)
+        if private:
+            os.chmod(private, 0o700)
+    except OSError as exc:
+        module.fail_json(msg=f"Cannot prepare the backup directory: {exc}. Check dir and that the task has become.")
+
+
+def outcome(report, state, project_path, alias):
+    """The module's result from the payload's report."""
+    path = report.get("file")
+    result = {
+        "changed": True,
+        "path": path,
+        "size": report.get("size"),
+        "duration_seconds": report.get("seconds"),
+        "vendor": report.get("engine"),
+        "database": report.get("database"),
+    }
+    if result["size"] is None and path:
+        try:
+            result["size"] = os.path.getsize(path)
+        except OSError:
+            pass
+    if state == "dumped":
+        result["verified_restore"] = bool(report.get("verified_restore"))
+        if "toc_entries" in report:
+            result["toc_entries"] = report["toc_entries"]
+        result["msg"] = f"Backed up the database {alias} of {project_path} into {path}"
+    else:
+        if "schemas" in report:
+            result["schemas"] = report["schemas"]
+        result["msg"] = f"Restored the database {alias} of {project_path} from {path}"
+    return result
+
+
+def failure_message(params, error):
+    """The payload's message (what went wrong and what to do), after what failed."""
+    name = params["app_name"] or f"the database {params['database']}"
+    if params["state"] == "dumped":
+        return f"The backup of {name} failed: {error}"
+    return f"Restoring {params['file']} for {name} failed: {error}"
+
+
+def exit_unmasked(module, result):
+    """Exit with the result as it is.
+
+    Ansible masks every secret value wherever it occurs in a result, also inside other strings: the application's
+    name as a value of an environment file would turn the path of the backup into a masked string. The result
+    holds only what the module composed (paths, sizes, names) and the arguments with the secret options masked
+    whole (see secret_values), so nothing is left to mask.
+    """
+    module.no_log_values.clear()
+    module.exit_json(**result)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("venv", "python")],
+        required_if=[("state", "dumped", ("dir", "app_name")), ("state", "restored", ("file",))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    project_path = os.path.realpath(params["project_path"])
+    if not os.path.isdir(project_path):
+        module.fail_json(
+            msg=f"project_path {params['project_path']} is not a directory; set it to the directory of the release."
+        )
+    venv = params["venv"] or (None if params["python"] else os.path.join(project_path, ".venv"))
+    overrides, given = params["database_overrides"] or {}, params["environment"] or {}
+    environment, startup, secrets = application_environment(module, given, params["env_files"], venv)
+    secrets = secret_values(module, environment, secrets, overrides)
+    python = resolve_python(module, venv, params["python"])
+    given = {str(key): str(value) for key, value in given.items() if value is not None}
+    settings = resolve_settings(module, params["settings"], given, os.path.join(project_path, "manage.py"), startup)
+    pythonpath = startup_pythonpath(params["pythonpath"], startup)
+    account_of(module, params["run_as"])
+    create, private = check_paths(module, params)
+
+    state, alias = params["state"], params["database"]
+    if module.check_mode:
+        if state == "dumped":
+            msg = f"Would back up the database {alias} of {project_path} into {params['dir']}"
+        else:
+            msg = f"Would restore the database {alias} of {project_path} from {params['file']}"
+        exit_unmasked(module, {"changed": True, "msg": msg})
+
+    prepare_directory(module, create, private)
+    command = "dump" if state == "dumped" else "restore"
+    env = process_environment(
+        venv or os.path.dirname(os.path.dirname(python)),
+        account_of(module, None),
+        environment,
+        settings,
+        pythonpath,
+        extra={payload.OPTIONS_ENV: json.dumps(payload_options(params, command, overrides))},
+    )
+    rc, out, err = run_payload(
+        module, python, payload_source(payload), project_path, env, timeout=params["timeout"] or None
+    )
+    if rc is None:
+        module.fail_json(
+            msg=failure_message(
+                params,
+                f"stopped after {params['timeout']} s (timeout); raise timeout, or look for what holds the "
+                "database's locks",
+            ),
+            stderr=scrub(err, secrets),
+        )
+    report = marked_result(out, payload.RESULT_MARKER)
+    if report is None:
+        detail = scrub(" / ".join(line for line in (err or "").splitlines()[-10:] if line.strip()), secrets)
+        module.fail_json(
+            msg=failure_message(
+                params,
+                f"{python} exited with rc={rc} without a result ({detail or 'no output'}); check that it is the "
+                "release's interpreter (Python 3.8 or later with Django)",
+            ),
+            rc=rc,
+            stderr=scrub(err, secrets),
+        )
+    if not report.get("ok"):
+        module.fail_json(msg=failure_message(params, scrub(report.get("error") or "unknown error", secrets)), rc=rc)
+    exit_unmasked(module, outcome(report, state, project_path, alias))
+
+
+if __name__ == "__main__":
+    main()
