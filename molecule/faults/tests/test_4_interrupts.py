@@ -82,9 +82,14 @@ def kill_in_backup(app: App) -> tuple[dict, Callable[[Background], bool], Callab
 
 
 def backup_left_running(app: App) -> bool:
-    """A pg_dump of this application (run from one of its releases) still runs on the server."""
-    cwds = sh("for pid in $(pgrep -x pg_dump); do readlink /proc/$pid/cwd; done", check=False)
-    return any(line.startswith(f"{app.root}/releases/") for line in cwds.splitlines())
+    """A pg_dump of this application still runs on the server: its parent is a release's Python (the command
+    line of /proc tells, where a process's working directory needs rights a container's root lacks)."""
+    parents = sh(
+        "for pid in $(pgrep -x pg_dump); do"
+        " tr '\\0' ' ' < /proc/$(ps -o ppid= -p $pid | tr -d ' ')/cmdline; echo; done",
+        check=False,
+    )
+    return any(line.startswith(f"{app.root}/releases/") for line in parents.splitlines())
 
 
 def open_the_backup_gate_once_the_lock_break_stopped_the_backup(app: App) -> None:
@@ -186,7 +191,7 @@ def interrupt(app: App, point: str) -> None:
     assert "-e greenlight_lock_break=true" in refused.output
     if point == "during-backup":
         assert backup_left_running(app)
-        assert re.search(r"Still running from its releases on \S+: pid \d+ \S*pg_dump ", refused.output), refused
+        assert re.search(r"Still running from its releases on \S+: .*pid \d+ \S*pg_dump ", refused.output), refused
     assert serves(app) == SEES[point][app]
 
 
