@@ -11,7 +11,7 @@ Kill points: hooks that stall (after prepare, between migrate and switch,
 after switch), and PostgreSQL locks that hold the backup (pg_dump waits for a
 table lock) or the migration (its ALTER TABLE waits for a row lock) while
 the test kills the controller. What the killed run left running on the server
-(the backup, the migrate runner) goes on by itself; the test waits for it to
+(the backup, the migrate) goes on by itself; the test waits for it to
 end before breaking the lock, as the documented procedure says.
 
 The simple deploy (demo, v1 -> v2) and the blue-green deploy (demo_bg,
@@ -79,7 +79,7 @@ def kill_in_backup(app: App) -> tuple[dict, Callable[[Background], bool], Callab
 def kill_in_migrate(app: App) -> tuple[dict, Callable[[Background], bool], Callable[[], None]]:
     """The migration's ALTER TABLE waits for a row lock held by the test: the deploy is killed meanwhile.
 
-    Left alone, the migrate runner gives up after migrate_lock_timeout (5 s) and applies nothing.
+    Left alone, the migrate gives up after migrate_lock_timeout (5 s) and applies nothing.
     """
     background_psql("BEGIN; SELECT id FROM notes_note FOR UPDATE; SELECT pg_sleep(120);", app.database, GATE)
     wait_for("the row lock", lambda: sessions(app.database, GATE, "state = 'active'") > 0)
@@ -88,9 +88,7 @@ def kill_in_migrate(app: App) -> tuple[dict, Callable[[Background], bool], Calla
         return sessions(app.database, "greenlight-migrate%", "wait_event_type = 'Lock'") > 0
 
     def afterwards() -> None:
-        wait_for(
-            "the migrate runner left running to give up", lambda: sessions(app.database, "greenlight-migrate%") == 0
-        )
+        wait_for("the migrate left running to give up", lambda: sessions(app.database, "greenlight-migrate%") == 0)
         end_sessions(GATE, app.database)
 
     return {}, waiting, afterwards
