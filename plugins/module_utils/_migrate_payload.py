@@ -454,9 +454,10 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001 - a failing migration is reported, with what was applied before it
             result.update(ok=False, error=explain(exc, result, args))
     sys.stderr.flush()
-    print(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True, default=str)}", flush=True)
+    sys.stdout.write(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True, default=str)}\n")
+    sys.stdout.flush()
     return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

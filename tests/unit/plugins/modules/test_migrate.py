@@ -226,13 +226,14 @@ def test_bad_input_fails_before_anything_runs(release, overrides, message):
 
 
 def test_a_missing_release_or_environment_file_fails_before_anything_runs(release, tmp_path):
-    kind, result, run_payload = run(base_args(release, project_path=str(tmp_path / "nowhere")))
-    assert kind == "fail" and "is not a directory; set it to the release" in result["msg"]
-    kind, result, _ = run(base_args(release, env_files=[str(tmp_path / "missing.env")]))
-    assert kind == "fail" and f"cannot read {tmp_path / 'missing.env'}" in result["msg"]
-    kind, result, _ = run(base_args(release, user="no-such-user-here"))
-    assert kind == "fail" and "The user no-such-user-here does not exist" in result["msg"]
-    run_payload.assert_not_called()
+    for overrides, message in [
+        ({"project_path": str(tmp_path / "nowhere")}, "is not a directory; set it to the release"),
+        ({"env_files": [str(tmp_path / "missing.env")]}, f"cannot read {tmp_path / 'missing.env'}"),
+        ({"user": "no-such-user-here"}, "The user no-such-user-here does not exist"),
+    ]:
+        kind, result, run_payload = run(base_args(release, **overrides))
+        assert kind == "fail" and message in result["msg"]
+        run_payload.assert_not_called()
 
 
 def test_a_plain_interpreter_gets_no_virtualenv(release):
