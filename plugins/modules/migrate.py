@@ -447,7 +447,8 @@ def main():
     }
     if reported is None:
         error = no_result_error(python, rc, err, params["timeout"], secrets)
-        module.fail_json(msg=failure_message(error, outcome), error=error, rc=rc, **outcome)
+        # What it applied before it ended is not known here: the message says so instead of guessing.
+        module.fail_json(msg=error + ".", error=error, rc=rc, **outcome)
     for key in ("plan", "applied", "unapplied", "failed_migration", "lock"):
         if reported.get(key) is not None:
             outcome[key] = reported[key]
