@@ -194,7 +194,7 @@ def run_payload_source(env):
     )
 
 
-def test_the_payload_reports_on_its_last_line_and_takes_nothing_from_its_command_line(tmp_path):
+def test_the_payload_reads_its_options_from_the_environment_and_reports_on_its_last_line():
     done = run_payload_source({payload.OPTIONS_ENV: '{"phase": "all"}'})
     assert done.returncode == 1
     marker, _space, text = done.stdout.strip().splitlines()[-1].partition(" ")
