@@ -13,7 +13,7 @@ table lock) or the migration (its ALTER TABLE waits for a row lock) while
 the test kills the controller. What the killed run left running on the server
 goes on by itself: the run refused by the lock names it, and the next run,
 which breaks the lock, stops the backup still waiting for its table lock
-(greenlight_lock_break_wait: 2) and says so. The migrate runner gives up by
+(greenlight_lock_break_wait: 2) and says so. The migrate gives up by
 itself after its lock timeout; the test waits for that.
 
 The simple deploy (demo, v1 -> v2) and the blue-green deploy (demo_bg,
@@ -105,7 +105,7 @@ def open_the_backup_gate_once_the_lock_break_stopped_the_backup(app: App) -> Non
 def kill_in_migrate(app: App) -> tuple[dict, Callable[[Background], bool], Callable[[], None]]:
     """The migration's ALTER TABLE waits for a row lock held by the test: the deploy is killed meanwhile.
 
-    Left alone, the migrate runner gives up after migrate_lock_timeout (5 s) and applies nothing.
+    Left alone, the migrate gives up after migrate_lock_timeout (5 s) and applies nothing.
     """
     background_psql("BEGIN; SELECT id FROM notes_note FOR UPDATE; SELECT pg_sleep(120);", app.database, GATE)
     wait_for("the row lock", lambda: sessions(app.database, GATE, "state = 'active'") > 0)
@@ -115,9 +115,7 @@ def kill_in_migrate(app: App) -> tuple[dict, Callable[[Background], bool], Calla
         return sessions(app.database, "greenlight-migrate%", "wait_event_type = 'Lock'") > 0
 
     def afterwards() -> None:
-        wait_for(
-            "the migrate runner left running to give up", lambda: sessions(app.database, "greenlight-migrate%") == 0
-        )
+        wait_for("the migrate left running to give up", lambda: sessions(app.database, "greenlight-migrate%") == 0)
         end_sessions(GATE, app.database)
 
     return {}, waiting, afterwards
