@@ -213,9 +213,11 @@ def _switch_to(account):
     return switch
 
 
-def run_payload(module, python, source, cwd, env, account=None, timeout=None):
+def run_payload(module, python, source, cwd, env, account=None, timeout=None, label=None):
     """Run source in python (reading it from standard input) in cwd with exactly env, as account when it
-    is another account than the module's. Returns (rc, stdout, stderr); rc is None after the timeout."""
+    is another account than the module's. label, when given, follows the "-" on the command line, so that
+    ps names the process (it is the payload's sys.argv[1]; never put a secret there). Returns (rc, stdout,
+    stderr); rc is None after the timeout."""
     switch = None
     if account is not None and account.pw_uid != os.geteuid():
         if os.geteuid() != 0:
@@ -225,7 +227,7 @@ def run_payload(module, python, source, cwd, env, account=None, timeout=None):
         switch = _switch_to(account)
     try:
         process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [python, "-"],
+            [python, "-"] + ([label] if label else []),
             cwd=cwd,
             env=env,
             stdin=subprocess.PIPE,

@@ -17,7 +17,9 @@ description:
     without its C(REVISION) file (incomplete) is refused, and so is a pointer that exists and is not a link.
   - O(state=pruned) keeps the O(keep) newest releases, every release a pointer of O(pointers) references and
     every release of O(protect), and removes the others; then removes each wheelhouse under
-    C(<app_root>/wheels) that no remaining release was installed from (the release's C(.venv/wheelhouse)).
+    C(<app_root>/wheels) that no remaining release was installed from (the release's C(.venv/wheelhouse)),
+    and the copies C(greenlight.django.code_sync) kept of the environment file it replaced
+    (C(<app_root>/shared/.env.<...>~)).
   - See M(greenlight.django.release_info) to read releases and pointers without changing anything.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -108,12 +110,24 @@ removed_wheelhouses:
   type: list
   elements: str
   sample: [9f86d081884c7d65-cp3.11.2-cp311-x86_64-glibc2.36]
+removed_environment_copies:
+  description:
+    - With O(state=pruned), the copies of C(<app_root>/shared/.env) that C(greenlight.django.code_sync) kept
+      when it replaced the file (C(.env.<...>~)), removed once a release that reads the new file serves.
+  returned: always
+  type: list
+  elements: str
+  sample: [.env.4242.2025-12-31@09:00:00~]
 """
 
+import fnmatch  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+# The copies of shared/.env that code_sync keeps while a deploy may still put the old one back.
+ENVIRONMENT_COPIES = ".env.*~"
 
 
 def argument_spec():
@@ -210,6 +224,22 @@ def prune(module, app_root, keep, pointers, protect):
     return doomed, wheelhouses
 
 
+def prune_environment_copies(module, app_root):
+    """Remove the copies code_sync keeps of the environment file it replaced (shared/.env.<...>~); their names."""
+    shared = os.path.join(app_root, "shared")
+    if not os.path.isdir(shared):
+        return []
+    copies = sorted(
+        entry.name
+        for entry in os.scandir(shared)
+        if fnmatch.fnmatch(entry.name, ENVIRONMENT_COPIES) and entry.is_file(follow_symlinks=False)
+    )
+    if not module.check_mode:
+        for name in copies:
+            os.unlink(os.path.join(shared, name))
+    return copies
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -218,7 +248,13 @@ def main():
     )
     params = module.params
     app_root = params["app_root"]
-    result = {"changed": False, "before": "", "removed_releases": [], "removed_wheelhouses": []}
+    result = {
+        "changed": False,
+        "before": "",
+        "removed_releases": [],
+        "removed_wheelhouses": [],
+        "removed_environment_copies": [],
+    }
     try:
         if params["state"] == "pointed":
             result["changed"], result["before"] = point(module, app_root, params["pointer"], params["release"])
@@ -231,8 +267,9 @@ def main():
                 }
         else:
             removed, wheelhouses = prune(module, app_root, params["keep"], params["pointers"], params["protect"])
-            result.update(removed_releases=removed, removed_wheelhouses=wheelhouses)
-            result["changed"] = bool(removed or wheelhouses)
+            copies = prune_environment_copies(module, app_root)
+            result.update(removed_releases=removed, removed_wheelhouses=wheelhouses, removed_environment_copies=copies)
+            result["changed"] = bool(removed or wheelhouses or copies)
     except OSError as exc:
         module.fail_json(
             msg=f"release: cannot change {exc.filename or app_root}: {exc.strerror}. Run it as a user who can write "

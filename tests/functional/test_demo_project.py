@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "examples" / "demo"
-VERSIONS = ["v1", "v2", "v3", "v4", "v5", "v6"]
+VERSIONS = ["v1", "v2", "v3", "v4", "v5", "v6", "v7"]
 # The old-pins variant: v2's code with the requirements and settings of a 2023 tutorial project. It runs with
 # its own pins (LEGACY_PINS), not with the newest Django the other versions are checked against.
 LEGACY = "legacy"
@@ -36,7 +36,7 @@ LEGACY_PINS = {
 SRC = "srclayout"
 ALL_VERSIONS = [*VERSIONS, LEGACY, SRC]
 OVERLAY_VERSIONS = ALL_VERSIONS[1:]
-PARENTS = {"v1": None, "v2": "v1", "v3": "v2", "v4": "v2", "v5": "v2", "v6": "v2", LEGACY: "v2", SRC: "v2"}
+PARENTS = {"v1": None, "v2": "v1", "v3": "v2", "v4": "v2", "v5": "v2", "v6": "v2", "v7": "v6", LEGACY: "v2", SRC: "v2"}
 SOURCE_TREE = REPO / "roles" / "code_sync" / "files" / "source_tree.py"
 UNMIGRATED_MODEL_CHANGES = {"v3"}  # makemigrations --check must find changes only here
 DATABASES = ["sqlite", "postgresql"]
@@ -56,6 +56,7 @@ MARKERS = {
         "0006_remove_note_title": (True, "after_switch"),
     },
 }
+MARKERS["v7"] = MARKERS["v6"]
 
 
 def _load_builder():

@@ -1,10 +1,12 @@
 """The blue-green playbook and the rollback, checked the way a user sees them.
 
 Tests run in file order and build on each other: v1 (converge) serves from
-blue; v2 goes out under constant load with keep-alive and not one request
-fails; rollback brings v1 back; v2 again; v4 is refused by name with nothing
-changed; v6 renames a column with expand before the switch and contract after
-it, under load.
+blue; v2 goes out with the deploy's strategy auto under constant load with
+keep-alive, without a window, and not one request fails; rollback brings v1
+back; v2 again; v4 is refused by name with nothing changed; v6 renames a
+column with expand before the switch and contract after it, under load; v7
+drops a column v6 reads, so strategy auto takes a downtime window for it:
+first a failure inside the window is recovered, then it goes out.
 """
 
 from __future__ import annotations
@@ -116,10 +118,14 @@ def test_v1_serves_from_blue(host):
     assert upstream_servers(host, "blue") == ["127.0.0.1:8001"]
 
 
-def test_v2_switches_to_green_without_a_failed_request(host):
+def test_v2_with_strategy_auto_switches_to_green_without_a_window_or_a_failed_request(host):
     # Also the upgrade of a server deployed on ports: v2 goes out with the default settings, unix sockets.
-    result, report = under_load(host, lambda: playbook("deploy_blue_green.yml", "v2"))
+    result, report = under_load(host, lambda: playbook("deploy.yml", "v2", "-e", "greenlight_strategy=auto"))
     assert result.returncode == 0, out(result)
+    assert summary()["strategy"] == ("no downtime window: the serving release survives every pending migration"), (
+        summary()
+    )
+    assert float(summary()["downtime_window_seconds"]) == 0
     assert_no_failed_request(report)
     assert set(report["bodies"]) <= {"ok v1", "ok v2"} and "ok v2" in report["bodies"]
     assert served_version(host) == "v2"
@@ -185,3 +191,56 @@ def test_v6_renames_a_column_with_expand_and_contract_under_load(host):
     ).split(",")
     assert "title" not in columns and "headline" in columns
     assert host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE headline = 'written-by-v2'\"") == "1"
+
+
+def column_names(host) -> list[str]:
+    return host.check_output(
+        f"{PSQL} \"SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns"
+        " WHERE table_name = 'notes_note'\""
+    ).split(",")
+
+
+def test_v7_failing_inside_its_window_is_recovered(host):
+    """v7 drops body, which v6 reads: auto opens a window. A failure after migrate restores the database and
+    v6 serves again from its colour."""
+    before, colour = data_checksum(host), active_colour(host)
+    hook = EPHEMERAL / "fail_after_migrate.yml"
+    hook.write_text(
+        "- name: Fail after migrate\n  ansible.builtin.fail:\n    msg: the after_migrate hook fails on purpose\n"
+    )
+    result = playbook(
+        "deploy.yml",
+        "v7",
+        "-e",
+        "greenlight_strategy=auto",
+        "-e",
+        json.dumps({"greenlight_hooks": {"after_migrate": str(hook)}}),
+    )
+    assert result.returncode != 0, out(result)
+    report = summary()
+    assert report["outcome"] == "failed", report
+    assert report["strategy"].startswith("downtime window: "), report
+    assert "notes.0007_remove_note_body" in report["strategy"], report
+    assert any(step.startswith("database restored from ") for step in report["recovery"]), report
+    assert data_checksum(host) == before
+    assert "body" in column_names(host)
+    assert active_colour(host) == colour
+    assert served_version(host) == "v6"
+    assert host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/healthz") == "200"
+
+
+def test_v7_with_strategy_auto_takes_a_downtime_window_for_the_drop(host):
+    colour = active_colour(host)
+    notes = host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note"')
+    result = playbook("deploy.yml", "v7", "-e", "greenlight_strategy=auto")
+    assert result.returncode == 0, out(result)
+    report = summary()
+    assert report["strategy"].startswith("downtime window: the serving release "), report
+    assert "does not survive notes.0007_remove_note_body" in report["strategy"], report
+    assert float(report["downtime_window_seconds"]) > 0, report
+    assert report["migrations_applied"] == ["notes.0007_remove_note_body"], report
+    assert served_version(host) == "v7"
+    assert active_colour(host) != colour
+    assert not host.service(f"greenlight-demo@{colour}").is_running
+    assert "body" not in column_names(host)
+    assert host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note"') == notes

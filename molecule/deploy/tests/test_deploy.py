@@ -441,6 +441,10 @@ def test_a_src_layout_deploys_from_its_uv_lock_and_migrates(host):
     assert not host.file(f"{APP}/current/manage.py").exists
     report = summary()
     assert report["outcome"] == "deployed", report
+    # The environment file changed (code_sync_environment): the copy of the old one, kept while the deploy could
+    # still fail, is gone now that the new release serves.
+    assert SITE in host.check_output(f"grep ^DJANGO_ALLOWED_HOSTS= {APP}/shared/.env")
+    assert [name for name in host.check_output(f"ls -A {APP}/shared").split() if name.endswith("~")] == []
     assert report["migrations_applied"] == ["notes.0004_tag_untagged_srclayout"], report
     assert report["backup_file"].startswith(f"{BACKUPS}/demo-"), report
     assert host.file(report["backup_file"]).is_file

@@ -2,7 +2,7 @@
 
 Two deploys of demo_bg start together, both with -vvv, while every command
 line in the container is sampled: exactly one proceeds (a first deploy that
-backs up and migrates, so the inspection, pg_dump and the migrate runner all
+backs up and migrates, so the inspection, pg_dump and the migrate all
 run), the other fails at once naming the holder of the lock. No
 secret shows in either output nor on any command line. Then the files on the
 server and on the controller, the backups, and what the application user may
@@ -69,9 +69,9 @@ def test_two_deploys_started_together_one_proceeds_the_other_fails_at_once_namin
 
 def test_the_first_deploy_shows_no_secret_in_vvv_output_or_any_command_line(first_deploys):
     runs, samples = first_deploys
-    # The sampler saw the work that handles the secrets: pg_dump (started by db_backup) and the migrate runner.
+    # The sampler saw the work that handles the secrets: pg_dump (started by db_backup) and the migrate.
     assert "pg_dump --format=custom" in samples
-    assert "greenlight-migrate.py" in samples
+    assert "- greenlight-migrate demo" in samples
     for result in runs:
         print(f"rc={result.rc}: {len(result.output)} characters of -vvv output in {result.log}")
         assert leaks(result.output) == []

@@ -74,7 +74,7 @@ def test_a_release_that_never_gets_healthy_is_undone_and_the_backup_restored():
     assert "database restored from" in result.output
     assert_old_release_serves(release, data)
     # The secrets stayed out of -vvv and of every command line here too (backup, migrate, restore).
-    assert "pg_dump --format=custom" in samples and "greenlight-migrate.py" in samples
+    assert "pg_dump --format=custom" in samples and "- greenlight-migrate demo" in samples
     assert leaks(result.output) == [] and leaks(samples) == []
 
 

@@ -11,8 +11,10 @@ Kill points: hooks that stall (after prepare, between migrate and switch,
 after switch), and PostgreSQL locks that hold the backup (pg_dump waits for a
 table lock) or the migration (its ALTER TABLE waits for a row lock) while
 the test kills the controller. What the killed run left running on the server
-(the backup, the migrate runner) goes on by itself; the test waits for it to
-end before breaking the lock, as the documented procedure says.
+goes on by itself: the run refused by the lock names it, and the next run,
+which breaks the lock, stops the backup still waiting for its table lock
+(greenlight_lock_break_wait: 2) and says so. The migrate gives up by
+itself after its lock timeout; the test waits for that.
 
 The simple deploy (demo, v1 -> v2) and the blue-green deploy (demo_bg,
 v1 -> v6) are interrupted at the same time, each in its own thread: two
@@ -53,44 +55,67 @@ from faults_lib import (
 )
 
 GATE = "greenlight-faults-gate"
+BACKUP_GATE = "greenlight-faults-backup-gate"
 BROKEN_NGINX = "/etc/nginx/conf.d/zz-faults-broken.conf"
-BREAK = {"greenlight_lock_break": True}
+BREAK = {"greenlight_lock_break": True, "greenlight_lock_break_wait": 2}
 STATE: dict[str, str] = {}
 
 
 def kill_in_backup(app: App) -> tuple[dict, Callable[[Background], bool], Callable[[], None]]:
-    """pg_dump waits for a table lock held by the test: the deploy is killed while it waits."""
+    """pg_dump waits for a table lock held by the test: the deploy is killed while it waits.
+
+    The gate stays: the killed run's pg_dump is still waiting when the next runs come (see kill_in_migrate)."""
     # The application's database user must be able to read it, as pg_dump runs as that user.
     psql("CREATE TABLE IF NOT EXISTS faults_gate (id int); ALTER TABLE faults_gate OWNER TO demo", app.database)
-    background_psql("BEGIN; LOCK TABLE faults_gate IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);", app.database, GATE)
-    wait_for("the gate lock", lambda: sessions(app.database, GATE, "state = 'active'") > 0)
+    background_psql(
+        "BEGIN; LOCK TABLE faults_gate IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(240);", app.database, BACKUP_GATE, 240
+    )
+    wait_for("the gate lock", lambda: sessions(app.database, BACKUP_GATE, "state = 'active'") > 0)
 
     def waiting(_background: Background) -> bool:
         return sessions(app.database, "greenlight-backup", "wait_event_type = 'Lock'") > 0
 
     def afterwards() -> None:
-        end_sessions(GATE, app.database)
-        wait_for("the backup left running to finish", lambda: sessions(app.database, "greenlight-backup") == 0)
-        psql("DROP TABLE IF EXISTS faults_gate", app.database)
+        STATE[f"{app.name}-backup-left"] = "yes"
 
     return {}, waiting, afterwards
+
+
+def backup_left_running(app: App) -> bool:
+    """A pg_dump of this application still runs on the server: its parent is a release's Python (the command
+    line of /proc tells, where a process's working directory needs rights a container's root lacks)."""
+    parents = sh(
+        "for pid in $(pgrep -x pg_dump); do"
+        " tr '\\0' ' ' < /proc/$(ps -o ppid= -p $pid | tr -d ' ')/cmdline; echo; done",
+        check=False,
+    )
+    return any(line.startswith(f"{app.root}/releases/") for line in parents.splitlines())
+
+
+def open_the_backup_gate_once_the_lock_break_stopped_the_backup(app: App) -> None:
+    """The killed run's pg_dump waits behind the gate until the next run's lock break stops it; then the gate
+    opens, so that the next run's own backup goes through."""
+    if STATE.get(f"{app.name}-backup-left") and not backup_left_running(app):
+        del STATE[f"{app.name}-backup-left"]
+        end_sessions(BACKUP_GATE, app.database)
+        psql("DROP TABLE IF EXISTS faults_gate", app.database)
+        STATE[f"{app.name}-backup-stopped"] = "yes"
 
 
 def kill_in_migrate(app: App) -> tuple[dict, Callable[[Background], bool], Callable[[], None]]:
     """The migration's ALTER TABLE waits for a row lock held by the test: the deploy is killed meanwhile.
 
-    Left alone, the migrate runner gives up after migrate_lock_timeout (5 s) and applies nothing.
+    Left alone, the migrate gives up after migrate_lock_timeout (5 s) and applies nothing.
     """
     background_psql("BEGIN; SELECT id FROM notes_note FOR UPDATE; SELECT pg_sleep(120);", app.database, GATE)
     wait_for("the row lock", lambda: sessions(app.database, GATE, "state = 'active'") > 0)
 
     def waiting(_background: Background) -> bool:
+        open_the_backup_gate_once_the_lock_break_stopped_the_backup(app)
         return sessions(app.database, "greenlight-migrate%", "wait_event_type = 'Lock'") > 0
 
     def afterwards() -> None:
-        wait_for(
-            "the migrate runner left running to give up", lambda: sessions(app.database, "greenlight-migrate%") == 0
-        )
+        wait_for("the migrate left running to give up", lambda: sessions(app.database, "greenlight-migrate%") == 0)
         end_sessions(GATE, app.database)
 
     return {}, waiting, afterwards
@@ -145,6 +170,9 @@ def interrupt(app: App, point: str) -> None:
     finally:
         afterwards()
     print(f"{app.name} killed {point} after {killed.seconds:.1f} s")
+    if STATE.pop(f"{app.name}-backup-stopped", None):
+        # This run broke the lock of the run killed during its backup: it stopped that run's pg_dump and said so.
+        assert re.search(r"stopped \d+ \S*pg_dump ", killed.output), killed
     # What the user sees: one complete release, or the maintenance page inside the simple deploy's window.
     assert serves(app) == SEES[point][app]
     assert user_data(app) == STATE[f"{app.name}-data"]
@@ -159,6 +187,9 @@ def interrupt(app: App, point: str) -> None:
     assert "holds the lock" in refused.output and "unknown holder" not in refused.output, refused
     assert re.search(r"since 20\S+ \(held by \S+@\S+, playbook \"Deploy a Django release", refused.output), refused
     assert "-e greenlight_lock_break=true" in refused.output
+    if point == "during-backup":
+        assert backup_left_running(app)
+        assert re.search(r"Still running from its releases on \S+: .*pid \d+ \S*pg_dump ", refused.output), refused
     assert serves(app) == SEES[point][app]
 
 

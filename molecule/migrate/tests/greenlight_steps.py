@@ -95,7 +95,7 @@ def run_step(
 
 
 def advisory_lock_key(app_name: str) -> int:
-    """The key the migrate runner locks (greenlight.django.migrate files/migrate_runner.py)."""
+    """The key the migrate locks (greenlight.django.migrate, plugins/module_utils/_migrate_payload.py)."""
     digest = hashlib.sha256(b"greenlight.django.migrate:" + app_name.encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 

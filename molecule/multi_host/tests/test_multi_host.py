@@ -2,7 +2,8 @@
 
 Tests run in file order: v1 (converge) serves on both hosts; v2 goes out
 blue-green with greenlight_serial: 1; then a release that cannot start on the
-second host switches no host.
+second host switches no host; then one whose switch fails on the second host,
+after the first switched, puts the first back.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def sql(query: str) -> str:
     return docker_exec(DB, "sudo", "-u", "postgres", "psql", "-XAtq", "-d", "demo", "-c", query)
 
 
+def task_results(text: str, task: str) -> list[str]:
+    """The per-host result lines (ok/changed/failed/skipping) of the task named `task` in ansible's output."""
+    lines, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("TASK ["):
+            inside = line.split(" : ", 1)[-1].startswith(task + "]")
+        elif inside and line.split(":", 1)[0] in ("ok", "changed", "failed", "fatal", "skipping"):
+            lines.append(line.split(" =>", 1)[0].strip())
+    return lines
+
+
 def served(container: str) -> str:
     return docker_exec(container, "curl", "-s", "--max-time", "5", "http://127.0.0.1/version")
 
@@ -89,10 +101,10 @@ def test_v2_blue_green_migrates_once_and_switches_host_by_host():
     summary = json.loads((EPHEMERAL / "summary.json").read_text())
     assert summary["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
     assert sql("SELECT count(*) FROM notes_note WHERE title = 'before-v2' AND tag = 'legacy'") == "1"
-    # Once: only the migrate host ran the migrate runner and took the backup.
-    runner = "/srv/demo/bin/greenlight-migrate.py"
-    assert docker_exec(APPS[0], "sh", "-c", f"test -f {runner} && echo yes || echo no") == "yes"
-    assert docker_exec(APPS[1], "sh", "-c", f"test -f {runner} && echo yes || echo no") == "no"
+    # Once: only the migrate host migrated and took the backup.
+    assert task_results(result.stdout, "run | Apply notes.0002_note_tag, notes.0003_backfill_tag") == [
+        f"changed: [{APPS[0]}]"
+    ], out(result)
     assert docker_exec(APPS[1], "sh", "-c", "ls /srv/demo/backups 2>/dev/null | wc -l") == "0"
 
     # greenlight_serial: 1 -> one batch per host, app1 first, each checked before the next.
@@ -128,3 +140,33 @@ def test_a_release_that_cannot_start_on_one_host_switches_no_host():
         assert [served(app) for app in APPS] == ["v2", "v2"]
     finally:
         docker_exec(APPS[1], "sh", "-c", f"rm -rf $(dirname {dropin}) && systemctl daemon-reload")
+
+
+def test_a_switch_that_fails_on_a_later_batch_puts_the_switched_hosts_back():
+    # nginx on app2 gets a configuration `nginx -t` refuses just before the switch (a hook): app1 switches
+    # (batch 1), app2 cannot (batch 2).
+    broken = "/etc/nginx/conf.d/zz-multi-broken.conf"
+    hook = EPHEMERAL / "break_nginx_on_app2.yml"
+    hook.write_text(
+        "- name: Break nginx on the second host only\n"
+        "  ansible.builtin.copy:\n"
+        f"    dest: {broken}\n"
+        "    content: this is not an nginx directive\n"
+        "    mode: '0644'\n"
+        f"  when: inventory_hostname == '{APPS[1]}'\n"
+    )
+    try:
+        before = [docker_exec(app, "readlink", "/etc/nginx/greenlight/demo/active.conf") for app in APPS]
+        result = run_playbook(
+            "deploy_blue_green.yml", "v2b", "-e", json.dumps({"greenlight_hooks": {"before_switch": str(hook)}})
+        )
+        assert result.returncode != 0
+        text = out(result)
+        assert f"the switch failed part of the way: {APPS[0]} went back to" in text, text
+        # app1 had switched: it is back on the old colour, which runs again; both serve v2, not v2b.
+        assert [docker_exec(app, "readlink", "/etc/nginx/greenlight/demo/active.conf") for app in APPS] == before
+        assert [served(app) for app in APPS] == ["v2", "v2"]
+        old = before[0].rsplit("-", 1)[-1].removesuffix(".conf")
+        assert docker_exec(APPS[0], "systemctl", "is-active", f"greenlight-demo@{old}") == "active"
+    finally:
+        docker_exec(APPS[1], "rm", "-f", broken)

@@ -128,10 +128,16 @@ def launches() -> dict[str, list[dict]]:
     return cases
 
 
-def validation_task(playbook: str) -> dict:
-    for task in yaml.safe_load((PLAYBOOKS / f"{playbook}.yml").read_text())[0]["tasks"]:
+def validation_task(playbook: str) -> tuple[dict, dict]:
+    """The playbook's validate_argument_spec task (its own or its pipeline's) and the play's variables."""
+    play = yaml.safe_load((PLAYBOOKS / f"{playbook}.yml").read_text())[0]
+    tasks = list(play["tasks"])
+    for task in play["tasks"]:
+        if "ansible.builtin.import_tasks" in task:
+            tasks += yaml.safe_load((PLAYBOOKS / task["ansible.builtin.import_tasks"]["file"]).read_text())
+    for task in tasks:
         if "ansible.builtin.validate_argument_spec" in task:
-            return task["ansible.builtin.validate_argument_spec"]
+            return task["ansible.builtin.validate_argument_spec"], play.get("vars") or {}
     raise AssertionError(f"{playbook}.yml has no ansible.builtin.validate_argument_spec task")
 
 
@@ -142,11 +148,12 @@ def checked(tmp_path_factory) -> dict:
     results = work / "results.json"
     tasks = []
     for name in SURVEYED:
-        expression = validation_task(name)["argument_spec"]
+        validation, play_vars = validation_task(name)
         tasks += [
             {
                 "name": f"Evaluate the argument spec of {name}",
-                "ansible.builtin.set_fact": {f"spec_{name}": expression},
+                "ansible.builtin.set_fact": {f"spec_{name}": validation["argument_spec"]},
+                "vars": play_vars,
             },
             {
                 "name": f"Validate the launches of {name}",
@@ -181,7 +188,7 @@ def checked(tmp_path_factory) -> dict:
             "name": "Validate survey launches",
             "hosts": "localhost",
             "gather_facts": False,
-            "vars_files": [str(PLAYBOOKS / "vars" / "argument_specs.yml")],
+            "vars_files": [str(PLAYBOOKS / "vars" / "argument_specs.yml"), str(PLAYBOOKS / "vars" / "pipeline.yml")],
             "tasks": tasks,
         }
     ]

@@ -105,3 +105,18 @@ def test_keep_must_be_positive_and_a_missing_root_prunes_nothing(app, tmp_path):
     assert "keep must be 1 or more" in run({"app_root": str(app), "state": "pruned", "keep": 0})["msg"]
     result = run({"app_root": str(tmp_path / "nope"), "state": "pruned"})
     assert result["changed"] is False and result["removed_releases"] == []
+
+
+def test_prune_removes_the_copies_of_replaced_environment_files_only(app):
+    shared = app / "shared"
+    shared.mkdir()
+    (shared / ".env").write_text("A=new\n")
+    (shared / ".env.4242.2025-12-31@09:00:00~").write_text("A=old\n")
+    (shared / ".envrc").write_text("kept\n")
+    (shared / "media").mkdir()
+    args = {"app_root": str(app), "state": "pruned", "keep": 5}
+    assert run(args, check=True)["removed_environment_copies"] == [".env.4242.2025-12-31@09:00:00~"]
+    assert (shared / ".env.4242.2025-12-31@09:00:00~").exists()
+    done = run(args)
+    assert done["changed"] is True and done["removed_environment_copies"] == [".env.4242.2025-12-31@09:00:00~"]
+    assert sorted(os.listdir(shared)) == [".env", ".envrc", "media"]

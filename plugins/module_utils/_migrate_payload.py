@@ -1,37 +1,44 @@
-"""Apply the inspected migrations of one Django release, under a database lock, once.
+# Copyright: greenlight.django contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
-Run by the greenlight.django.migrate role through the application's wrapper,
-as the application user, with the release's interpreter and environment::
+"""PRIVATE to the greenlight.django collection. Do not use it from other collections.
 
-    <app_root>/bin/manage --python migrate_runner.py RELEASE_DIR --app-name NAME \\
-        --phase all|before_switch|after_switch --expect app.name [--expect ...] \\
-        [--database ALIAS] [--lock-timeout S] [--statement-timeout S] [--advisory-lock-timeout S] \\
-        [--secrets FILE]
+Applies the inspected migrations of one Django release, under a database lock, once: the payload of
+``greenlight.django.migrate``.
+
+The module does not run this code in Ansible's interpreter: it sends the text of this file to the
+release's interpreter (``python -``, working directory = the release, as the application's user, with the
+application's environment) and reads back its result line. Options arrive as JSON in the environment
+variable named by ``OPTIONS_ENV`` (never on the command line)::
+
+    {"app_name": "demo", "phase": "all|before_switch|after_switch", "expect": ["app.name", ...],
+     "unapply": ["app.name", ...], "dry_run": false, "database": "default",
+     "lock_timeout": 5, "statement_timeout": 0, "advisory_lock_timeout": 60}
 
 What it does, in one process and on one database connection:
 
-1. ``django.setup()``; extra environment from ``--secrets`` (a JSON file
-   ``{"environment": {...}}`` that is deleted once read);
+1. ``django.setup()``;
 2. takes the migrate lock: on PostgreSQL the session advisory lock
    ``pg_advisory_lock(<key of the app name>)`` (waiting at most
-   ``--advisory-lock-timeout`` seconds), on SQLite an exclusive ``flock`` on
+   ``advisory_lock_timeout`` seconds), on SQLite an exclusive ``flock`` on
    the database file;
 3. on PostgreSQL sets ``lock_timeout``, ``statement_timeout`` and
    ``application_name`` (``greenlight-migrate <app>``) on that connection, so
    that a migration blocked behind a long transaction fails fast instead of
    queueing every query of the site behind it;
 4. works out the plan again under the lock and refuses to go backwards or to
-   apply a migration that is not in ``--expect`` (what the preflight
+   apply a migration that is not in ``expect`` (what the preflight
    inspected);
 5. ``call_command("migrate", ...)`` - to the leaf nodes (phases ``all`` and
    ``after_switch``) or, for ``before_switch``, each app to its last expected
-   migration;
+   migration (with ``dry_run``: nothing, the checked plan is the result);
 6. releases the lock and reports which migrations were applied.
 
-With ``--unapply app.name`` (repeatable) it migrates backwards instead: each
+With ``unapply`` (a list of ``app.name``) it migrates backwards instead: each
 app to its newest applied migration that is not to be unapplied, refused with
 nothing changed unless the backward plan is exactly those migrations and
-every operation in it is reversible (``--dry-run``: check only). A rollback
+every operation in it is reversible (``dry_run``: check only). A rollback
 uses it with the code of the release that applied them.
 
 The last line of standard output is ``GREENLIGHT-MIGRATE-RESULT <json>``;
@@ -40,12 +47,14 @@ applied (or was empty), 1 otherwise (the JSON then has ``ok: false``,
 ``error``, ``applied`` - what was applied before the failure - and
 ``failed_migration``).
 
-It never creates migrations: migrations are made in development.
+It never creates migrations: migrations are made in development. Only the
+standard library is imported at module level, and nothing of Ansible: the
+module's interpreter imports this file (to ship it) and has no Django; the
+release's interpreter (Python 3.8 or later) has no Ansible.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -55,7 +64,9 @@ import re
 import sys
 import time
 
+OPTIONS_ENV = "GREENLIGHT_MIGRATE_OPTIONS"
 RESULT_MARKER = "GREENLIGHT-MIGRATE-RESULT"
+PHASES = ("all", "before_switch", "after_switch")
 LOCK_NAMESPACE = b"greenlight.django.migrate:"
 POLL_SECONDS = 0.5
 SETTINGS_LINE = re.compile(
@@ -73,20 +84,6 @@ def advisory_lock_key(app_name: str) -> int:
     """A stable signed 64-bit key for pg_advisory_lock, the same on every host."""
     digest = hashlib.sha256(LOCK_NAMESPACE + app_name.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def read_secrets(path: str | None) -> dict:
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise MigrateError(f"cannot read the secrets file {path}: {exc}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-    return data if isinstance(data, dict) else {}
 
 
 def settings_module(release: str) -> str | None:
@@ -302,7 +299,7 @@ def applied_set(connection) -> set[str]:
     return {f"{app}.{name}" for app, name in MigrationRecorder(connection).applied_migrations()}
 
 
-def migrate(args: argparse.Namespace, result: dict) -> None:
+def migrate(args: Options, result: dict) -> None:
     from django.core.management import call_command
     from django.db import connections
     from django.db.backends.signals import connection_created
@@ -335,7 +332,7 @@ def migrate(args: argparse.Namespace, result: dict) -> None:
         targets = targets_for(args.phase, args.expect, executor.loader)
         plan = checked_plan(executor, targets, args.expect)
         result["plan"] = plan
-        if not plan:
+        if not plan or args.dry_run:
             return
         before = applied_set(connection)
         try:
@@ -354,7 +351,7 @@ def migrate(args: argparse.Namespace, result: dict) -> None:
                 result["failed_migration"] = remaining[0] if remaining else None
 
 
-def unapply(args: argparse.Namespace, executor, connection, result: dict) -> None:
+def unapply(args: Options, executor, connection, result: dict) -> None:
     """Migrate backwards so that exactly args.unapply are no longer applied."""
     from django.core.management import call_command
 
@@ -383,7 +380,7 @@ def unapply(args: argparse.Namespace, executor, connection, result: dict) -> Non
             result["failed_migration"] = remaining[0] if remaining else None
 
 
-def explain(exc: BaseException, result: dict, args: argparse.Namespace) -> str:
+def explain(exc: BaseException, result: dict, args: Options) -> str:
     failed = result.get("failed_migration") or "a migration"
     state = sqlstate(exc)
     if state == SQLSTATE_LOCK_TIMEOUT:
@@ -400,44 +397,67 @@ def explain(exc: BaseException, result: dict, args: argparse.Namespace) -> str:
     return f"{failed} failed: {type(exc).__name__}: {exc}"
 
 
-def parse_arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--app-name", required=True)
-    parser.add_argument("--phase", choices=["all", "before_switch", "after_switch"], default="all")
-    parser.add_argument("--expect", action="append", default=[])
-    parser.add_argument("--unapply", action="append", default=[], help="app.name to migrate back (repeatable)")
-    parser.add_argument("--dry-run", action="store_true", help="with --unapply: check the backward plan only")
-    parser.add_argument("--database", default="default")
-    parser.add_argument("--lock-timeout", type=float, default=5.0)
-    parser.add_argument("--statement-timeout", type=float, default=0.0)
-    parser.add_argument("--advisory-lock-timeout", type=float, default=60.0)
-    parser.add_argument("--secrets")
-    return parser.parse_args(argv)
+class Options:
+    """What to do, from the JSON of OPTIONS_ENV (see the module docstring)."""
+
+    def __init__(self, values: dict):
+        self.app_name = str(values.get("app_name") or "")
+        self.phase = str(values.get("phase") or "all")
+        self.expect = [str(item) for item in values.get("expect") or []]
+        self.unapply = [str(item) for item in values.get("unapply") or []]
+        self.dry_run = bool(values.get("dry_run"))
+        self.database = str(values.get("database") or "default")
+        self.lock_timeout = float(values.get("lock_timeout", 5.0))
+        self.statement_timeout = float(values.get("statement_timeout", 0.0))
+        self.advisory_lock_timeout = float(values.get("advisory_lock_timeout", 60.0))
 
 
-def main(argv: list[str]) -> int:
-    args = parse_arguments(argv)
+def read_options(text: str | None) -> Options:
+    """The options of this run; a missing app name or an unknown phase is refused."""
+    try:
+        values = json.loads(text or "{}")
+    except ValueError as exc:
+        raise MigrateError(f"the options in {OPTIONS_ENV} are not JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise MigrateError(f"the options in {OPTIONS_ENV} are not a JSON object")
+    try:
+        options = Options(values)
+    except (TypeError, ValueError) as exc:
+        raise MigrateError(f"the options in {OPTIONS_ENV} are not valid: {exc}") from None
+    if not options.app_name:
+        raise MigrateError(f"the options in {OPTIONS_ENV} name no app_name")
+    if options.phase not in PHASES:
+        raise MigrateError(f"the phase {options.phase!r} is not one of {', '.join(PHASES)}")
+    return options
+
+
+def main() -> int:
     result: dict = {
         "ok": True,
-        "phase": "reverse" if args.unapply else args.phase,
+        "phase": None,
         "plan": [],
         "applied": [],
         "unapplied": [],
         "failed_migration": None,
     }
     try:
-        secrets = read_secrets(args.secrets)
-        os.environ.update({str(k): str(v) for k, v in (secrets.get("environment") or {}).items()})
-        setup_django()
-        migrate(args, result)
+        args = read_options(os.environ.pop(OPTIONS_ENV, None))
     except MigrateError as exc:
         result.update(ok=False, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a failing migration is reported, with what was applied before it
-        result.update(ok=False, error=explain(exc, result, args))
+    else:
+        result["phase"] = "reverse" if args.unapply else args.phase
+        try:
+            setup_django()
+            migrate(args, result)
+        except MigrateError as exc:
+            result.update(ok=False, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a failing migration is reported, with what was applied before it
+            result.update(ok=False, error=explain(exc, result, args))
     sys.stderr.flush()
-    print(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True, default=str)}", flush=True)
+    sys.stdout.write(f"{RESULT_MARKER} {json.dumps(result, sort_keys=True, default=str)}\n")
+    sys.stdout.flush()
     return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main())

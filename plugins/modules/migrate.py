@@ -1,0 +1,470 @@
+#!/usr/bin/python
+# Copyright: greenlight.django contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+
+DOCUMENTATION = r"""
+---
+module: migrate
+short_description: Apply the inspected Django migrations of a release once, under a database lock
+version_added: "1.1.0"
+description:
+  - Applies the pending migrations of a Django release (C(manage.py migrate)) in one process of the release's
+    interpreter, started as the application's user, on one database connection - or, with O(unapply), migrates
+    backwards.
+  - Holds the migrate lock for the whole run - on PostgreSQL the session advisory lock keyed on O(app_name) (the
+    first 8 bytes of C(sha256("greenlight.django.migrate:<app_name>")), the same on every host), on SQLite an
+    exclusive C(flock) of the database file - so that two deploys never migrate at the same time; the second
+    waits at most O(advisory_lock_timeout) seconds, then finds nothing left to do.
+  - On PostgreSQL sets C(lock_timeout), C(statement_timeout) and C(application_name)
+    (C(greenlight-migrate <app_name>)) on every connection it opens, so that an C(ALTER TABLE) stuck behind a long
+    transaction fails after O(lock_timeout) seconds instead of making every query of the site queue behind it.
+  - Plans again under the lock and refuses, with nothing applied, a plan that goes backwards or that holds a
+    migration not in O(expect) (what was inspected, for example the RV(greenlight.django.migration_status#module:plan)
+    of M(greenlight.django.migration_status)).
+  - The application's secrets are read on the host from O(env_files) and given to the process in its environment
+    only - never on a command line, never to the controller - and are masked in everything the module returns.
+  - RV(ignore:changed) only when migrations were applied or unapplied. It never creates migrations.
+options:
+  project_path:
+    description:
+      - The release - the directory of the Django project, usually the one that contains its C(manage.py). A
+        pointer (a symbolic link such as C(<app_root>/current)) is resolved once, before anything runs.
+      - It is the working directory of the migrate and the first entry of the import path.
+    type: path
+    required: true
+  venv:
+    description:
+      - Virtualenv of the release; the migrate runs with its C(bin/python).
+      - Defaults to C(<project_path>/.venv) when O(python) is not set. Mutually exclusive with O(python).
+    type: path
+  python:
+    description:
+      - Interpreter of the release, as a path or a command name looked up on E(PATH), instead of O(venv).
+    type: str
+  settings:
+    description:
+      - Dotted name of the Django settings module.
+      - Defaults to C(DJANGO_SETTINGS_MODULE) from O(environment), then from the C(greenlight-django.env) file of
+        the virtualenv (written by greenlight.django.code_sync for a project without C(manage.py)), then from
+        O(env_files), then to the C(os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) line of C(manage.py).
+    type: str
+  pythonpath:
+    description:
+      - Extra directories to put on the import path after O(project_path); relative entries are relative to
+        O(project_path).
+      - Defaults to C(PYTHONPATH) (colon-separated) of the C(greenlight-django.env) file of the virtualenv, then of
+        O(env_files).
+    type: list
+    elements: path
+  env_files:
+    description:
+      - Environment files on the host to read, in order, before O(environment), which wins over them; for example
+        C(<app_root>/shared/.env). Their variables go from the file to the migrate's process without leaving the
+        host, and are treated as secrets (except C(DJANGO_SETTINGS_MODULE) and C(PYTHONPATH), the defaults of
+        O(settings) and O(pythonpath)).
+      - C(KEY=value) lines, read the way systemd's C(EnvironmentFile=) reads them. A file that does not exist or
+        has a line that is not C(KEY=value) fails the module before anything runs.
+    type: list
+    elements: path
+    default: []
+  environment:
+    description:
+      - Environment variables for the application, on top of O(env_files). The values are secrets - masked in
+        the output of the module, removed from its messages - and reach the process in its environment only.
+    type: dict
+    default: {}
+  user:
+    description:
+      - Account the migrate runs as, usually the application's unprivileged user. Running as another account than
+        the module's needs root (C(become=true)).
+      - Defaults to the account the module runs as.
+    type: str
+  app_name:
+    description:
+      - Name of the application; keys the migrate lock and names the PostgreSQL connection.
+    type: str
+    required: true
+  database:
+    description:
+      - Alias in C(DATABASES) to migrate, like C(manage.py migrate --database).
+    type: str
+    default: default
+  phase:
+    description:
+      - V(all) and V(after_switch) - migrate every app to its leaf migrations.
+      - V(before_switch) - migrate each app only to its last migration in O(expect) (the expand part of a
+        blue-green deploy, while the old release still serves).
+      - Ignored with O(unapply).
+    type: str
+    choices: [all, before_switch, after_switch]
+    default: all
+  expect:
+    description:
+      - The migrations (C(app.name)) that may be applied. A plan that holds any other migration is refused with
+        nothing applied; an empty list applies nothing.
+    type: list
+    elements: str
+    default: []
+  unapply:
+    description:
+      - Migrate backwards instead, so that exactly these migrations (C(app.name)) are no longer applied - each app
+        to its newest applied migration that stays.
+      - Refused with nothing changed unless the release has these migrations, the backward plan is exactly them
+        and every operation in it is reversible (a C(RunPython) or C(RunSQL) without reverse code is not).
+    type: list
+    elements: str
+    default: []
+  dry_run:
+    description:
+      - Check the plan under the lock, apply and unapply nothing, as in check mode.
+    type: bool
+    default: false
+  lock_timeout:
+    description:
+      - PostgreSQL C(lock_timeout) of the migrate's connections, in seconds; V(0) for no limit.
+    type: float
+    default: 5
+  statement_timeout:
+    description:
+      - PostgreSQL C(statement_timeout) of the migrate's connections, in seconds; V(0) for no limit (data
+        migrations can be long).
+    type: float
+    default: 0
+  advisory_lock_timeout:
+    description:
+      - Seconds to wait for the migrate lock while another migrate of O(app_name) holds it.
+    type: float
+    default: 60
+  timeout:
+    description:
+      - Seconds the whole migrate may take before its process is stopped; the migration it was running is then
+        rolled back, earlier ones stay applied. V(0) waits forever.
+    type: int
+    default: 0
+notes:
+  - Django runs each migration in its own transaction on PostgreSQL and SQLite (unless it sets C(atomic = False)),
+    so a failure rolls back that migration only; the earlier ones stay applied and RV(applied) lists them, also
+    when the module fails.
+  - Behind PgBouncer in transaction pooling mode, session advisory locks and C(SET) do not hold; connect the
+    migrate directly, or through a session pool.
+  - The release's interpreter must be Python 3.8 or later with Django 4.2 or later; supported databases are
+    PostgreSQL and SQLite.
+requirements:
+  - Django 4.2 or later in the release's interpreter.
+seealso:
+  - module: greenlight.django.migration_status
+    description: Inspects the plan (read-only) and judges it before it is applied.
+  - name: Django migrations
+    description: How Django migrations work.
+    link: https://docs.djangoproject.com/en/stable/topics/migrations/
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Takes the lock and plans under it like a normal run, applies and unapplies nothing, and returns the
+      plan in RV(plan); RV(ignore:changed) is V(true) when the plan is not empty.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - greenlight.django contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Inspect the migrations of the new release
+  greenlight.django.migration_status:
+    project_path: /srv/mysite/releases/2024-06-01
+    env_files: [/srv/mysite/shared/.env]
+  become: true
+  register: status
+
+- name: Apply what was inspected, as the application's user
+  greenlight.django.migrate:
+    project_path: /srv/mysite/releases/2024-06-01
+    env_files: [/srv/mysite/shared/.env]
+    user: mysite
+    app_name: mysite
+    expect: "{{ status.plan }}"
+  become: true
+  register: migrated
+
+- name: Expand only, before the traffic switch of a blue-green deploy
+  greenlight.django.migrate:
+    project_path: /srv/mysite/releases/2024-06-01
+    env_files: [/srv/mysite/shared/.env]
+    user: mysite
+    app_name: mysite
+    phase: before_switch
+    expect: "{{ status.before_switch }}"
+    lock_timeout: 2
+  become: true
+
+- name: Unapply, with the code of the release that applied it, what the previous release does not have
+  greenlight.django.migrate:
+    project_path: /srv/mysite/releases/2024-06-01
+    env_files: [/srv/mysite/shared/.env]
+    user: mysite
+    app_name: mysite
+    unapply: [notes.0004_note_rating]
+  become: true
+"""
+
+RETURN = r"""
+plan:
+  description: The migrations (C(app.name)) the run planned under the lock, in plan order - to apply, or with
+    O(unapply) to unapply. In check mode and with O(dry_run), what would be done.
+  returned: always
+  type: list
+  elements: str
+  sample: [notes.0002_note_tag, notes.0003_backfill_tag]
+applied:
+  description: The migrations this run applied, in plan order; after a failure, those applied before it.
+  returned: always
+  type: list
+  elements: str
+  sample: [notes.0002_note_tag]
+unapplied:
+  description: The migrations this run unapplied (O(unapply)); after a failure, those unapplied before it.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+failed_migration:
+  description: The first migration of RV(plan) that was not done when the run failed, else V(null).
+  returned: always
+  type: str
+  sample: notes.0003_backfill_tag
+phase:
+  description: O(phase), or V(reverse) with O(unapply).
+  returned: always
+  type: str
+  sample: all
+lock:
+  description: The migrate lock the run held.
+  returned: when the lock was taken
+  type: str
+  sample: PostgreSQL advisory lock 6153318232212880473
+duration_seconds:
+  description: How long the migrate's process ran, in seconds.
+  returned: always
+  type: float
+  sample: 2.41
+error:
+  description: What went wrong, without the module's word on what was applied (RV(ignore:msg) has both).
+  returned: failure
+  type: str
+  sample: "notes.0003_backfill_tag failed: RuntimeError: the backfill failed"
+"""
+
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils import _migrate_payload as payload  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import (  # noqa: E402
+    account_of,
+    application_environment,
+    marked_result,
+    payload_source,
+    process_environment,
+    resolve_python,
+    resolve_settings,
+    run_payload,
+    scrub,
+    startup_pythonpath,
+)
+
+MIGRATION_NAME = "app_label.migration_name"
+MIGRATION_PATTERN = re.compile(r"[^.\s]+\.\S+")
+TAIL_LINES = 10
+
+
+def argument_spec():
+    return dict(
+        project_path=dict(type="path", required=True),
+        venv=dict(type="path"),
+        python=dict(type="str"),
+        settings=dict(type="str"),
+        pythonpath=dict(type="list", elements="path"),
+        env_files=dict(type="list", elements="path", default=[]),
+        environment=dict(type="dict", default={}, no_log=True),
+        user=dict(type="str"),
+        app_name=dict(type="str", required=True),
+        database=dict(type="str", default="default"),
+        phase=dict(type="str", choices=list(payload.PHASES), default="all"),
+        expect=dict(type="list", elements="str", default=[]),
+        unapply=dict(type="list", elements="str", default=[]),
+        dry_run=dict(type="bool", default=False),
+        lock_timeout=dict(type="float", default=5),
+        statement_timeout=dict(type="float", default=0),
+        advisory_lock_timeout=dict(type="float", default=60),
+        timeout=dict(type="int", default=0),
+    )
+
+
+def input_errors(params):
+    """What is wrong with the options beyond their types, each with the fix."""
+    errors = []
+    for option in ("expect", "unapply"):
+        malformed = [item for item in params[option] if not well_formed(item)]
+        if malformed:
+            errors.append(f"{option} must list migrations as {MIGRATION_NAME} (got {', '.join(malformed)})")
+    for option in ("lock_timeout", "statement_timeout", "advisory_lock_timeout", "timeout"):
+        if params[option] < 0:
+            errors.append(f"{option} must be 0 or more seconds (got {params[option]:g})")
+    if not params["app_name"].strip():
+        errors.append("app_name must name the application")
+    return errors
+
+
+def well_formed(name):
+    return MIGRATION_PATTERN.fullmatch(name) is not None
+
+
+def payload_options(params, dry_run):
+    """The payload's options (they travel as JSON in its environment, never on its command line)."""
+    return {
+        "app_name": params["app_name"],
+        "phase": params["phase"],
+        "expect": params["expect"],
+        "unapply": params["unapply"],
+        "dry_run": dry_run,
+        "database": params["database"],
+        "lock_timeout": params["lock_timeout"],
+        "statement_timeout": params["statement_timeout"],
+        "advisory_lock_timeout": params["advisory_lock_timeout"],
+    }
+
+
+def interpreter_environment(venv, python, account, environment, settings, pythonpath, options):
+    """The process environment of the payload: the virtualenv's, or that of a plain interpreter."""
+    env = process_environment(
+        venv or os.path.dirname(os.path.dirname(python)),
+        account,
+        environment,
+        settings=settings,
+        pythonpath=pythonpath,
+        extra={payload.OPTIONS_ENV: json.dumps(options)},
+    )
+    if not venv:
+        del env["VIRTUAL_ENV"]
+        env["PATH"] = os.path.dirname(python) + ":" + env["PATH"].split(":", 1)[1]
+    return env
+
+
+def no_result_error(python, rc, err, timeout, secrets):
+    """Why the payload gave no result line: it ran too long, or its process ended without one."""
+    tail = " / ".join(line for line in scrub(err, secrets).splitlines()[-TAIL_LINES:] if line.strip())
+    if rc is None:
+        return (
+            f"the migrate did not finish within {timeout} s (timeout) and was stopped: the migration it was running "
+            "was rolled back, earlier ones stay applied (greenlight.django.migration_status shows which). "
+            "Raise timeout (0: no limit)"
+        )
+    return (
+        f"the migrate did not report (rc={rc}): {tail or 'no output on stderr'}. Check that {python} is the "
+        "release's interpreter (Python 3.8+ with Django 4.2+); what it applied is not known here "
+        "(greenlight.django.migration_status shows it)"
+    )
+
+
+def failure_message(error, outcome):
+    """The error, then what the failed run changed, so that the reader knows what to recover."""
+    message = error if error.endswith((".", "!", "?")) else error + "."
+    if outcome["phase"] == "reverse":
+        done = outcome["unapplied"]
+        return message + (
+            f" Unapplied before the failure: {', '.join(done)}."
+            if done
+            else " Nothing was unapplied; the schema is unchanged."
+        )
+    done = outcome["applied"]
+    if done:
+        return (
+            f"{message} Applied before the failure: {', '.join(done)} - the schema changed; restore the backup "
+            "taken before, or migrate back with the previous release."
+        )
+    return message + " Nothing was applied; the schema is unchanged."
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("venv", "python")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    errors = input_errors(params)
+    if errors:
+        module.fail_json(msg="; ".join(errors) + ". Nothing was applied.")
+
+    project_path = os.path.realpath(params["project_path"])
+    if not os.path.isdir(project_path):
+        module.fail_json(
+            msg=f"project_path {params['project_path']} is not a directory; set it to the release of the Django "
+            "project. Nothing was applied."
+        )
+    venv = params["venv"]
+    if not venv and not params["python"]:
+        venv = os.path.join(project_path, ".venv")
+    environment, startup, secrets = application_environment(module, params["environment"], params["env_files"], venv)
+    python = resolve_python(module, venv, params["python"])
+    given = {str(key): str(value) for key, value in params["environment"].items() if value is not None}
+    settings = resolve_settings(module, params["settings"], given, os.path.join(project_path, "manage.py"), startup)
+    pythonpath = startup_pythonpath(params["pythonpath"], startup)
+    account = account_of(module, params["user"])
+
+    dry_run = module.check_mode or params["dry_run"]
+    options = payload_options(params, dry_run)
+    env = interpreter_environment(venv, python, account, environment, settings, pythonpath, options)
+    started = time.monotonic()
+    rc, out, err = run_payload(
+        module,
+        python,
+        payload_source(payload),
+        project_path,
+        env,
+        account=account,
+        timeout=params["timeout"] or None,
+        label=f"greenlight-migrate {params['app_name']}",
+    )
+    duration = round(time.monotonic() - started, 2)
+
+    reported = marked_result(out, payload.RESULT_MARKER)
+    outcome = {
+        "phase": "reverse" if params["unapply"] else params["phase"],
+        "plan": [],
+        "applied": [],
+        "unapplied": [],
+        "failed_migration": None,
+        "duration_seconds": duration,
+    }
+    if reported is None:
+        error = no_result_error(python, rc, err, params["timeout"], secrets)
+        # What it applied before it ended is not known here: the message says so instead of guessing.
+        module.fail_json(msg=error + ".", error=error, rc=rc, **outcome)
+    for key in ("plan", "applied", "unapplied", "failed_migration", "lock"):
+        if reported.get(key) is not None:
+            outcome[key] = reported[key]
+    if not reported.get("ok"):
+        error = scrub(reported.get("error") or "the migrate failed without saying why", secrets)
+        module.fail_json(
+            msg=failure_message(error, outcome),
+            error=error,
+            rc=rc,
+            stderr=scrub(err, secrets),
+            changed=bool(outcome["applied"] or outcome["unapplied"]),
+            **outcome,
+        )
+    changed = bool(outcome["applied"] or outcome["unapplied"] or (module.check_mode and outcome["plan"]))
+    module.exit_json(changed=changed, **outcome)
+
+
+if __name__ == "__main__":
+    main()

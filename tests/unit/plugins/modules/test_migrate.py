@@ -1,0 +1,248 @@
+"""greenlight.django.migrate: the payload's process, options and environment; results and messages.
+
+Only ``_app_runtime.run_payload`` is replaced: these tests check exactly what the module would run (the
+interpreter, the payload's text, its working directory, account and environment) and how it turns the
+payload's result line into a result or a failure. Real Django and PostgreSQL run in molecule/migrate.
+"""
+
+import json
+import os
+import pwd
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from ansible_collections.greenlight.django.plugins.module_utils import _migrate_payload as payload
+from ansible_collections.greenlight.django.plugins.modules import migrate
+from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils import (
+    AnsibleExitJson,
+    AnsibleFailJson,
+    patched_exits,
+    set_module_args,
+)
+
+PAYLOAD_FILE = Path(payload.__file__)
+SECRET = "s3cret-Pw"
+ME = pwd.getpwuid(os.geteuid())
+
+
+@pytest.fixture
+def release(tmp_path):
+    """A release laid out by code_sync: manage.py, .venv/bin/python, and shared/.env beside it."""
+    root = tmp_path / "releases" / "1"
+    python = root / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    (root / "manage.py").write_text("import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'demo.settings')\n")
+    env_file = tmp_path / "shared" / ".env"
+    env_file.parent.mkdir()
+    env_file.write_text(f"DATABASE_URL=postgres://demo:{SECRET}@db/demo\nDJANGO_SECRET_KEY=key-{SECRET}\n")
+    (tmp_path / "current").symlink_to(root)
+    return root, env_file
+
+
+def result_line(**fields):
+    result = {"ok": True, "phase": "all", "plan": [], "applied": [], "unapplied": [], "failed_migration": None}
+    result.update(fields)
+    return f"{payload.RESULT_MARKER} {json.dumps(result)}\n"
+
+
+def run(args, rc=0, out="", err="", check_mode=False):
+    """Run main() with run_payload answering (rc, out, err); return (kind, result, run_payload mock)."""
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with set_module_args(args), patched_exits():
+        with mock.patch.object(migrate, "run_payload", return_value=(rc, out, err)) as run_payload:
+            try:
+                migrate.main()
+            except AnsibleExitJson as exc:
+                return "exit", exc.result, run_payload
+            except AnsibleFailJson as exc:
+                return "fail", exc.result, run_payload
+    raise AssertionError("the module neither exited nor failed")
+
+
+def base_args(release, **overrides):
+    root, env_file = release
+    args = {"project_path": str(root), "env_files": [str(env_file)], "app_name": "demo", "user": ME.pw_name}
+    args.update(overrides)
+    return args
+
+
+def options_of(run_payload):
+    return json.loads(run_payload.call_args.args[4][payload.OPTIONS_ENV])
+
+
+def test_applies_in_the_releases_interpreter_as_the_user_with_the_secrets_in_its_environment_only(release):
+    root, _env_file = release
+    args = base_args(
+        release,
+        project_path=str(root.parent.parent / "current"),
+        phase="before_switch",
+        expect=["notes.0002_note_tag", "notes.0003_backfill_tag"],
+        lock_timeout=2,
+        environment={"EXTRA": "given-value"},
+    )
+    out = "Django noise\n" + result_line(
+        phase="before_switch",
+        plan=["notes.0002_note_tag", "notes.0003_backfill_tag"],
+        applied=["notes.0002_note_tag", "notes.0003_backfill_tag"],
+        lock="PostgreSQL advisory lock 42",
+    )
+    kind, result, run_payload = run(args, out=out)
+    assert kind == "exit", result
+    module, python, source, cwd, env = run_payload.call_args.args
+    kwargs = run_payload.call_args.kwargs
+    assert python == str(root / ".venv" / "bin" / "python")  # the pointer is resolved once
+    assert cwd == str(root)
+    assert source == PAYLOAD_FILE.read_text()
+    assert kwargs["account"].pw_name == ME.pw_name
+    assert kwargs["timeout"] is None
+    assert kwargs["label"] == "greenlight-migrate demo"
+    assert env["DATABASE_URL"] == f"postgres://demo:{SECRET}@db/demo"
+    assert env["EXTRA"] == "given-value"
+    assert env["DJANGO_SETTINGS_MODULE"] == "demo.settings"
+    assert env["VIRTUAL_ENV"] == str(root / ".venv")
+    assert env["PATH"].startswith(str(root / ".venv" / "bin") + ":")
+    assert options_of(run_payload) == {
+        "app_name": "demo",
+        "phase": "before_switch",
+        "expect": ["notes.0002_note_tag", "notes.0003_backfill_tag"],
+        "unapply": [],
+        "dry_run": False,
+        "database": "default",
+        "lock_timeout": 2.0,
+        "statement_timeout": 0.0,
+        "advisory_lock_timeout": 60.0,
+    }
+    assert SECRET not in env[payload.OPTIONS_ENV] and SECRET not in kwargs["label"]
+    assert SECRET in module.no_log_values or f"postgres://demo:{SECRET}@db/demo" in module.no_log_values
+    assert result["changed"] is True
+    assert result["applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+    assert result["lock"] == "PostgreSQL advisory lock 42"
+    assert result["failed_migration"] is None
+    assert isinstance(result["duration_seconds"], float)
+
+
+def test_nothing_to_apply_is_not_a_change(release):
+    kind, result, _run_payload = run(base_args(release), out=result_line())
+    assert kind == "exit", result
+    assert result["changed"] is False
+    assert result["plan"] == [] and result["applied"] == []
+
+
+def test_check_mode_plans_under_the_lock_and_applies_nothing(release):
+    kind, result, run_payload = run(
+        base_args(release, expect=["notes.0004_x"]), out=result_line(plan=["notes.0004_x"]), check_mode=True
+    )
+    assert kind == "exit", result
+    assert options_of(run_payload)["dry_run"] is True
+    assert result["plan"] == ["notes.0004_x"] and result["applied"] == []
+    assert result["changed"] is True  # it would apply notes.0004_x
+
+
+def test_a_failure_half_way_says_what_was_applied_without_a_secret(release):
+    out = result_line(
+        ok=False,
+        plan=["notes.0004_note_rating", "notes.0005_fill_rating"],
+        applied=["notes.0004_note_rating"],
+        failed_migration="notes.0005_fill_rating",
+        error=f"notes.0005_fill_rating failed: OperationalError: password {SECRET} rejected",
+    )
+    err = f"Applying notes.0004_note_rating... OK\nconnecting with {SECRET}\n"
+    kind, result, _run_payload = run(base_args(release, expect=["notes.0004_note_rating"]), rc=1, out=out, err=err)
+    assert kind == "fail"
+    assert result["msg"] == (
+        "notes.0005_fill_rating failed: OperationalError: password ******** rejected. Applied before the failure: "
+        "notes.0004_note_rating - the schema changed; restore the backup taken before, or migrate back with the "
+        "previous release."
+    )
+    assert result["error"] == "notes.0005_fill_rating failed: OperationalError: password ******** rejected"
+    assert result["applied"] == ["notes.0004_note_rating"]
+    assert result["failed_migration"] == "notes.0005_fill_rating"
+    assert result["changed"] is True
+    assert SECRET not in json.dumps(result)
+
+
+def test_a_refusal_under_the_lock_says_nothing_was_applied(release):
+    error = (
+        "another migrate of demo holds the migrate lock (flock on /srv/db.sqlite3) and did not release it within 2 s."
+    )
+    kind, result, _run_payload = run(base_args(release), rc=1, out=result_line(ok=False, error=error))
+    assert kind == "fail"
+    assert result["msg"] == error + " Nothing was applied; the schema is unchanged."
+    assert result["changed"] is False and result["applied"] == []
+
+
+def test_a_process_that_ends_without_a_result_is_reported_with_its_last_words(release):
+    err = "Traceback (most recent call last):\n" + f"  dsn={SECRET}\n" + "Segmentation fault\n"
+    kind, result, _run_payload = run(base_args(release), rc=-11, out="", err=err)
+    assert kind == "fail"
+    assert result["error"].startswith("the migrate did not report (rc=-11): Traceback (most recent call last): / ")
+    assert "Segmentation fault" in result["error"] and SECRET not in result["error"]
+    assert "Python 3.8+ with Django 4.2+" in result["msg"]
+    assert "Nothing was applied" not in result["msg"]  # nobody knows
+    assert result["applied"] == []
+
+
+def test_a_migrate_that_runs_too_long_is_stopped(release):
+    kind, result, run_payload = run(base_args(release, timeout=30), rc=None, out="", err="")
+    assert kind == "fail"
+    assert run_payload.call_args.kwargs["timeout"] == 30
+    assert result["error"].startswith("the migrate did not finish within 30 s (timeout) and was stopped")
+    assert "Raise timeout" in result["msg"]
+
+
+def test_unapply_reports_what_it_unapplied(release):
+    args = base_args(release, unapply=["notes.0004_note_rating"], dry_run=True)
+    out = result_line(phase="reverse", plan=["notes.0004_note_rating"])
+    kind, result, run_payload = run(args, out=out)
+    assert kind == "exit", result
+    options = options_of(run_payload)
+    assert options["unapply"] == ["notes.0004_note_rating"] and options["dry_run"] is True
+    assert result["phase"] == "reverse" and result["changed"] is False
+    out = result_line(phase="reverse", plan=["notes.0004_note_rating"], error="these operations cannot be reversed: x")
+    kind, result, _run_payload = run(
+        base_args(release, unapply=["notes.0004_note_rating"]), rc=1, out=out.replace('"ok": true', '"ok": false')
+    )
+    assert kind == "fail"
+    assert result["msg"] == "these operations cannot be reversed: x. Nothing was unapplied; the schema is unchanged."
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"expect": ["notes"]}, "expect must list migrations as app_label.migration_name (got notes)"),
+        ({"unapply": ["notes. 0004"]}, "unapply must list migrations as app_label.migration_name (got notes. 0004)"),
+        ({"lock_timeout": -1}, "lock_timeout must be 0 or more seconds (got -1)"),
+        ({"app_name": " "}, "app_name must name the application"),
+    ],
+)
+def test_bad_input_fails_before_anything_runs(release, overrides, message):
+    kind, result, run_payload = run(base_args(release, **overrides))
+    assert kind == "fail"
+    assert result["msg"] == message + ". Nothing was applied."
+    run_payload.assert_not_called()
+
+
+def test_a_missing_release_or_environment_file_fails_before_anything_runs(release, tmp_path):
+    for overrides, message in [
+        ({"project_path": str(tmp_path / "nowhere")}, "is not a directory; set it to the release"),
+        ({"env_files": [str(tmp_path / "missing.env")]}, f"cannot read {tmp_path / 'missing.env'}"),
+        ({"user": "no-such-user-here"}, "The user no-such-user-here does not exist"),
+    ]:
+        kind, result, run_payload = run(base_args(release, **overrides))
+        assert kind == "fail" and message in result["msg"]
+        run_payload.assert_not_called()
+
+
+def test_a_plain_interpreter_gets_no_virtualenv(release):
+    root, _env_file = release
+    python = str(root / ".venv" / "bin" / "python")
+    kind, result, run_payload = run(base_args(release, python=python, settings="other.settings"), out=result_line())
+    assert kind == "exit", result
+    env = run_payload.call_args.args[4]
+    assert "VIRTUAL_ENV" not in env
+    assert env["PATH"].startswith(str(root / ".venv" / "bin") + ":/usr/local/sbin:")
+    assert env["DJANGO_SETTINGS_MODULE"] == "other.settings"
