@@ -68,6 +68,7 @@ def ensure_collection_importable():
 
 
 ensure_collection_importable()
+from ansible_collections.greenlight.django.plugins.module_utils import _app_runtime as runtime  # noqa: E402
 from ansible_collections.greenlight.django.plugins.modules import migration_status  # noqa: E402
 
 
@@ -200,7 +201,7 @@ class Target:
         self.root = root
         self.python = python
         self.env = dict(env or {})
-        self.settings = settings or migration_status.settings_from_manage_py(str(root / "manage.py"))
+        self.settings = settings or runtime.settings_from_manage_py(str(root / "manage.py"))
 
     def process_env(self, extra=None):
         env = dict(os.environ, **self.env)
