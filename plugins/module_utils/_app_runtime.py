@@ -29,6 +29,9 @@ SETTINGS_LINE = re.compile(
 )
 URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:([^@/]+)@")
 MASK = "********"
+# Values shorter than this (0, 1, on, yes) are settings, not secrets, unless their variable is named like a secret.
+MIN_SECRET = 4
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL", re.I)
 
 # Read from the environment files as how Django starts, not as secrets.
 STARTUP_VARIABLES = ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")
@@ -38,15 +41,20 @@ BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def secret_values(environment):
-    """Environment values, plus the password part of URL values, longest first."""
+    """The values of environment to keep out of every result, longest first: each value of MIN_SECRET characters
+    or more, any value of a variable named like a secret, and the password part of URL values. Ansible masks a
+    value wherever it occurs, also inside other strings: DEBUG=0 would turn every 0 of a result (a migration's
+    name, a release id, a path) into a mask."""
     values = set()
-    for value in environment.values():
-        if value:
+    for key, value in environment.items():
+        if not value:
+            continue
+        if len(value) >= MIN_SECRET or SECRET_NAME.search(str(key)):
             values.add(value)
-            match = URL_PASSWORD.match(value)
-            if match:
-                values.add(match.group(1))
-                values.add(unquote(match.group(1)))
+        match = URL_PASSWORD.match(value)
+        if match:
+            values.add(match.group(1))
+            values.add(unquote(match.group(1)))
     return sorted(values, key=len, reverse=True)
 
 
@@ -123,7 +131,9 @@ def application_environment(module, given, env_files, venv=None):
     from_files, startup = read_env_files(module, env_files, venv)
     environment = dict(from_files, **given)
     secrets = secret_values(environment)
-    module.no_log_values.update(secret for secret in secrets if secret)
+    # The environment option is no_log, so Ansible registered each of its values, the short settings too.
+    module.no_log_values.difference_update(set(environment.values()) - set(secrets))
+    module.no_log_values.update(secrets)
     return environment, startup, secrets
 
 

@@ -264,14 +264,13 @@ msg:
 
 import json  # noqa: E402
 import os  # noqa: E402
-import re  # noqa: E402
 import stat  # noqa: E402
-from urllib.parse import unquote  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils import _backup_payload as payload  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import (  # noqa: E402
-    URL_PASSWORD,
+    MIN_SECRET,
+    SECRET_NAME,
     account_of,
     application_environment,
     marked_result,
@@ -284,10 +283,6 @@ from ansible_collections.greenlight.django.plugins.module_utils._app_runtime imp
     startup_pythonpath,
 )
 
-# Values shorter than this (0, 1, on, yes) are settings, not secrets: they are not masked, unless their name says
-# they are secret.
-MIN_SECRET = 4
-SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL", re.I)
 # The file name of a backup, from the payload's EXTENSIONS.
 EXTENSIONS = tuple(payload.EXTENSIONS.values())
 
@@ -325,22 +320,17 @@ def leaf_values(value):
     return [] if value is None or value == "" else [str(value)]
 
 
-def secret_values(module, environment, environment_secrets, overrides):
-    """The values to mask, longest first: those of the environment and of the overrides, but none shorter than
-    MIN_SECRET except passwords (of the overrides, of URL values, of variables named like a secret). Ansible
-    masks a value wherever it occurs, also inside other strings: DEBUG=0 in an environment file would otherwise
-    turn every 0 of a message (a release id, a time, an address) into a mask.
+def secret_values(module, environment_secrets, overrides):
+    """The values to mask, longest first: the environment's (application_environment leaves out short settings
+    such as DEBUG=0) and those of the overrides, none shorter than MIN_SECRET except passwords (of variables
+    named like a secret). Ansible masks a value wherever it occurs, also inside other strings.
 
     The secret options are masked whole in the module's arguments, which Ansible shows with a failure."""
     options = next((value for key, value in overrides.items() if str(key).upper() == "OPTIONS"), None) or {}
-    named = list(overrides.items()) + list(options.items()) + list(environment.items())
+    named = list(overrides.items()) + list(options.items())
     always = {str(value) for key, value in named if SECRET_NAME.search(str(key)) and value not in (None, "")}
-    for value in environment.values():
-        match = URL_PASSWORD.match(value or "")
-        if match:
-            always.update((match.group(1), unquote(match.group(1))))
-    values = set(environment_secrets) | set(leaf_values(overrides)) | set(module.no_log_values)
-    secrets = {value for value in values if len(value) >= MIN_SECRET} | always
+    secrets = set(environment_secrets) | {value for value in leaf_values(overrides) if len(value) >= MIN_SECRET}
+    secrets |= always
     module.no_log_values.clear()
     module.no_log_values.update(secrets)
     for name in ("environment", "database_overrides"):
@@ -468,7 +458,7 @@ def main():
     venv = params["venv"] or (None if params["python"] else os.path.join(project_path, ".venv"))
     overrides, given = params["database_overrides"] or {}, params["environment"] or {}
     environment, startup, secrets = application_environment(module, given, params["env_files"], venv)
-    secrets = secret_values(module, environment, secrets, overrides)
+    secrets = secret_values(module, secrets, overrides)
     python = resolve_python(module, venv, params["python"])
     given = {str(key): str(value) for key, value in given.items() if value is not None}
     settings = resolve_settings(module, params["settings"], given, os.path.join(project_path, "manage.py"), startup)

@@ -82,3 +82,14 @@ def test_an_unknown_user_is_refused_with_the_fix():
         assert "no-such-user-here does not exist" in str(exc)
     else:
         raise AssertionError("an unknown user was accepted")
+
+
+def test_short_settings_are_not_masked_but_short_secrets_are(tmp_path):
+    """DEBUG=0 must not turn every 0 of a result (notes.0002_note_tag) into a mask; DB_PASSWORD=pq must stay masked."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEBUG=0\nDB_PASSWORD=pq\nCACHE_URL=redis://u:zz@cache/0\n")
+    fake = module()
+    fake.no_log_values = {"0", "on"}  # what Ansible registered from the no_log environment option
+    _environment, _startup, secrets = runtime.application_environment(fake, {"FEATURE": "on"}, [str(env_file)])
+    assert fake.no_log_values == {"pq", "zz", "redis://u:zz@cache/0"}
+    assert runtime.scrub("applied notes.0002_note_tag with pq", secrets) == "applied notes.0002_note_tag with ********"
