@@ -125,6 +125,11 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils._pointer import (  # noqa: E402
+    PointerError,
+    point,
+    target_id,
+)
 
 # The copies of shared/.env that code_sync keeps while a deploy may still put the old one back.
 ENVIRONMENT_COPIES = ".env.*~"
@@ -140,52 +145,6 @@ def argument_spec():
         pointers=dict(type="list", elements="str", default=["current", "blue", "green"]),
         protect=dict(type="list", elements="str", default=[]),
     )
-
-
-def is_plain_name(name):
-    return bool(name) and "/" not in name and name not in (".", "..")
-
-
-def target_id(path):
-    """The release id a pointer references, or None when path is not a link."""
-    if not os.path.islink(path):
-        return None
-    return os.path.basename(os.path.normpath(os.readlink(path)))
-
-
-def point(module, app_root, pointer, release):
-    """Point app_root/pointer at releases/<release>; (changed, release it referenced before)."""
-    if not is_plain_name(pointer) or not is_plain_name(release or ""):
-        module.fail_json(
-            msg=f"release: pointer and release must name a link in {app_root} and a directory under "
-            f"{app_root}/releases (got pointer {pointer!r}, release {release!r})."
-        )
-    link = os.path.join(app_root, pointer)
-    target = os.path.join("releases", release)
-    if not os.path.isfile(os.path.join(app_root, target, "REVISION")) and not module.check_mode:
-        module.fail_json(
-            msg=f"release: cannot point {link} at {release}: the release is missing or incomplete (no REVISION "
-            "file). Build it first (greenlight.django.code_sync)."
-        )
-    if os.path.lexists(link) and not os.path.islink(link):
-        module.fail_json(
-            msg=f"release: cannot point {link} at {release}: {link} exists and is not a symlink; move it away."
-        )
-    before = target_id(link) or ""
-    if before == release:
-        return False, before
-    if not module.check_mode:
-        tmp = os.path.join(app_root, f".{pointer}.greenlight.{os.getpid()}")
-        try:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            os.symlink(target, tmp)
-            os.rename(tmp, link)
-        except OSError as exc:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            module.fail_json(msg=f"release: cannot point {link} at {release}: {exc.strerror}.")
-    return True, before
 
 
 def prune(module, app_root, keep, pointers, protect):
@@ -257,7 +216,12 @@ def main():
     }
     try:
         if params["state"] == "pointed":
-            result["changed"], result["before"] = point(module, app_root, params["pointer"], params["release"])
+            try:
+                result["changed"], result["before"] = point(
+                    app_root, params["pointer"], params["release"], check_mode=module.check_mode
+                )
+            except PointerError as exc:
+                module.fail_json(msg=f"release: {exc}")
             if result["changed"] and module._diff:
                 result["diff"] = {
                     "before_header": os.path.join(app_root, params["pointer"]),

@@ -147,6 +147,7 @@ import os  # noqa: E402
 import re  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils._pointer import target_id  # noqa: E402
 
 UPSTREAM_LINK = re.compile(r"^upstream-(.+)\.conf$")
 
@@ -170,13 +171,6 @@ def read_text(path):
         return None
 
 
-def link_name(path):
-    """The last part of a symbolic link's target, or None when path is not a link."""
-    if not os.path.islink(path):
-        return None
-    return os.path.basename(os.path.normpath(os.readlink(path)))
-
-
 def read_release(releases_dir, release_id):
     home = os.path.join(releases_dir, release_id)
     text = read_text(os.path.join(home, "REVISION"))
@@ -196,13 +190,13 @@ def inspect(app_root, pointers, revision=None, build="", nginx_conf_dir=None):
     """What the host holds of the application (the module's result, without 'changed')."""
     result = {"exists": os.path.isdir(app_root), "pointers": {}, "releases": [], "matching": [], "active": ""}
     if nginx_conf_dir:
-        upstream = link_name(os.path.join(nginx_conf_dir, "active.conf"))
+        upstream = target_id(os.path.join(nginx_conf_dir, "active.conf"))
         match = UPSTREAM_LINK.match(upstream or "")
         result["active"] = match.group(1) if match else ""
     if not result["exists"]:
         return result
     for pointer in pointers:
-        target = link_name(os.path.join(app_root, pointer))
+        target = target_id(os.path.join(app_root, pointer))
         if target is not None:
             result["pointers"][pointer] = target
     releases_dir = os.path.join(app_root, "releases")

@@ -1,4 +1,4 @@
-"""The scripts the wsgi and traffic roles run on a server to reach gunicorn on its address.
+"""The code the wsgi and traffic roles run on a server to reach gunicorn on its address.
 
 Real sockets and files in a temporary directory: the health probe against a small HTTP server on a unix
 socket, the collision finder against unit and nginx files as the roles write them, and the traffic role's
@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from ansible_collections.greenlight.django.plugins.module_utils import _health as health
 
 ROLES = Path(__file__).resolve().parents[3] / "roles"
 
@@ -29,7 +30,6 @@ def load(path: Path):
     return module
 
 
-wait_healthy = load(ROLES / "wsgi" / "files" / "wait_healthy.py")
 listen_collisions = load(ROLES / "wsgi" / "files" / "listen_collisions.py")
 still_served = load(ROLES / "traffic" / "files" / "still_served.py")
 
@@ -66,24 +66,22 @@ def gunicorn_socket(tmp_path):
     server.server_close()
 
 
-def test_the_probe_reaches_gunicorn_over_its_unix_socket(gunicorn_socket, capsys):
-    argv = ["--url", "http://127.0.0.1/healthz", "--unix-socket", gunicorn_socket, "--successes", "2"]
-    assert wait_healthy.main([*argv, "--interval", "0.01"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+def test_the_probe_reaches_gunicorn_over_its_unix_socket(gunicorn_socket):
+    healthy, summary = health.wait("http://127.0.0.1/healthz", 2, 5, 0.01, "", gunicorn_socket)
+    assert healthy
     assert summary["streak"] == 2 and summary["last"] == "HTTP 200 ok host=127.0.0.1"
     assert summary["unix_socket"] == gunicorn_socket
 
 
 def test_the_probe_sends_the_host_it_is_given(gunicorn_socket):
-    healthy, seen = wait_healthy.probe("http://127.0.0.1/healthz", "shop.example", gunicorn_socket, 2)
+    healthy, seen = health.probe("http://127.0.0.1/healthz", "shop.example", gunicorn_socket, 2)
     assert healthy and seen == "HTTP 200 ok host=shop.example"
 
 
-def test_the_probe_reports_a_missing_socket_and_a_wrong_path(gunicorn_socket, tmp_path, capsys):
-    argv = ["--url", "http://127.0.0.1/healthz", "--timeout", "0.3", "--interval", "0.05"]
-    assert wait_healthy.main([*argv, "--unix-socket", str(tmp_path / "none.sock")]) == 1
-    assert "through unix:" in capsys.readouterr().err
-    healthy, seen = wait_healthy.probe("http://127.0.0.1/other", "", gunicorn_socket, 2)
+def test_the_probe_reports_a_missing_socket_and_a_wrong_path(gunicorn_socket, tmp_path):
+    healthy, summary = health.wait("http://127.0.0.1/healthz", 1, 0.3, 0.05, "", str(tmp_path / "none.sock"))
+    assert not healthy and summary["last"].startswith("no answer")
+    healthy, seen = health.probe("http://127.0.0.1/other", "", gunicorn_socket, 2)
     assert not healthy and seen.startswith("HTTP 404")
 
 

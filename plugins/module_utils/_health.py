@@ -1,23 +1,19 @@
-"""Wait until a URL answers 2xx a number of times in a row, within a deadline.
+# Copyright: greenlight.django contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
-    wait_healthy.py --url URL [--successes N] [--timeout SECONDS] [--interval SECONDS] [--host HOST]
-                    [--unix-socket PATH]
+"""PRIVATE to the greenlight.django collection. Do not use it from other collections.
 
-Exit 0 and print a JSON summary once N consecutive probes answered 2xx; exit 1
-with the last status or error when the deadline passes first. With
---unix-socket the request goes to the server listening on that socket (the URL
-gives the path and, unless --host, the Host header), as curl --unix-socket
-does. Standard library only; no proxy, no redirect is followed (the server is
-on this host).
+Wait until a URL answers 2xx a number of times in a row, within a deadline. With a unix socket the request
+goes to the server listening on it (the URL gives the path and, unless a host is given, the Host header), as
+``curl --unix-socket`` does. Standard library only; no proxy, no redirect is followed (the server is on the
+same host).
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
 import socket
-import sys
 import time
 import urllib.parse
 
@@ -81,26 +77,3 @@ def wait(
         if streak >= successes:
             return True, {**where, "probes": probes, "streak": streak, "last": last}
         time.sleep(min(interval, max(deadline - time.monotonic(), 0)))
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--successes", type=int, default=3)
-    parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--host", default="")
-    parser.add_argument("--unix-socket", default="")
-    args = parser.parse_args(argv)
-    if not args.url.startswith(("http://", "https://")):
-        parser.error("--url must be an http:// or https:// URL")
-    healthy, summary = wait(args.url, max(args.successes, 1), args.timeout, args.interval, args.host, args.unix_socket)
-    print(json.dumps(summary))
-    if not healthy:
-        where = f"{args.url} through unix:{args.unix_socket}" if args.unix_socket else args.url
-        print(f"last probe of {where}: {summary['last']}", file=sys.stderr)
-    return 0 if healthy else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,253 @@
+"""greenlight.django.instance: runs in-process against a stand-in systemctl and a real HTTP server on a unix socket.
+
+The stand-in keeps the unit's state in a file and logs every command, so the tests see what the module asked
+systemd for and in which order; the health probe reaches a real server, and the pointer and the maintenance
+flag are real files.
+"""
+
+import http.server
+import json
+import os
+import socketserver
+import stat
+import sys
+import threading
+
+import pytest
+from ansible_collections.greenlight.django.plugins.modules import instance
+from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils import (
+    AnsibleExitJson,
+    AnsibleFailJson,
+    patched_exits,
+    set_module_args,
+)
+
+UNIT = "greenlight-shop@current.service"
+R1, R2 = "20260101T100000Z-aaaaaaaaaaaa", "20260102T100000Z-bbbbbbbbbbbb"
+
+SYSTEMCTL = """#!{python}
+import json, os, sys
+state_file, log_file = os.environ["FAKE_SYSTEMD_STATE"], os.environ["FAKE_SYSTEMD_LOG"]
+with open(state_file) as handle:
+    state = json.load(handle)
+args = sys.argv[1:]
+with open(log_file, "a") as handle:
+    handle.write(" ".join(args) + "\\n")
+verb, unit = args[0], (args[1] if len(args) > 1 else "")
+if verb == "is-active":
+    print("active" if state["active"].get(unit) else "inactive")
+    sys.exit(0 if state["active"].get(unit) else 3)
+if verb == "is-enabled":
+    print("enabled" if state["enabled"].get(unit) else "disabled")
+    sys.exit(0 if state["enabled"].get(unit) else 1)
+if verb in ("start", "restart", "reload") and unit in state.get("broken", []):
+    print("Job for " + unit + " failed.", file=sys.stderr)
+    sys.exit(1)
+if verb in ("start", "restart", "reload"):
+    state["active"][unit] = True
+elif verb == "stop":
+    state["active"][unit] = False
+elif verb in ("enable", "disable"):
+    state["enabled"][unit] = verb == "enable"
+with open(state_file, "w") as handle:
+    json.dump(state, handle)
+"""
+
+JOURNALCTL = """#!/bin/sh
+echo "gunicorn[42]: Booting worker"
+echo "gunicorn[42]: OperationalError: the database is down"
+"""
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        body = b"ok"
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    status = 200
+
+    def get_request(self):
+        request, _address = super().get_request()
+        return request, ("unix", 0)
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """A stand-in systemd, an application root with two releases and current on R1, nginx's flag directory."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("systemctl", SYSTEMCTL.format(python=sys.executable)), ("journalctl", JOURNALCTL)):
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"active": {UNIT: True, "nginx": True}, "enabled": {UNIT: True}}))
+    log = tmp_path / "systemctl.log"
+    log.write_text("")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SYSTEMD_STATE", str(state))
+    monkeypatch.setenv("FAKE_SYSTEMD_LOG", str(log))
+    root = tmp_path / "shop"
+    for release in (R1, R2):
+        (root / "releases" / release).mkdir(parents=True)
+        (root / "releases" / release / "REVISION").write_text("a" * 40 + "\n")
+    os.symlink(f"releases/{R1}", root / "current")
+    (tmp_path / "nginx").mkdir()
+
+    class Host:
+        flag = tmp_path / "nginx" / "maintenance.on"
+        socket = str(tmp_path / "gunicorn.sock")
+
+        @staticmethod
+        def calls():
+            return log.read_text().splitlines()
+
+        @staticmethod
+        def units():
+            return json.loads(state.read_text())
+
+        @staticmethod
+        def set_units(**changes):
+            data = json.loads(state.read_text())
+            data.update(changes)
+            state.write_text(json.dumps(data))
+
+    Host.root = root
+    return Host
+
+
+@pytest.fixture
+def gunicorn(host):
+    server = UnixHTTPServer(host.socket, Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def run(args, check=False):
+    with set_module_args(dict(args, _ansible_check_mode=check)), patched_exits():
+        with pytest.raises((AnsibleExitJson, AnsibleFailJson)) as raised:
+            instance.main()
+    return raised.value.result
+
+
+def health(host, **more):
+    return dict({"url": "http://127.0.0.1/healthz", "unix_socket": host.socket, "interval": 0.01}, **more)
+
+
+def test_the_window_opens_in_one_call_the_page_on_and_nginx_reloaded_before_the_stop(host):
+    result = run({"unit": UNIT, "state": "stopped", "maintenance": {"flag": str(host.flag), "state": "on"}})
+    assert result["changed"] and result["was_active"]
+    assert result["actions"] == ["maintenance page on", "nginx reloaded", "stopped"]
+    assert host.flag.read_text() == "on\n"
+    calls = host.calls()
+    assert calls.index("reload nginx") < calls.index(f"stop {UNIT}")
+    assert host.units()["active"][UNIT] is False
+    # enabled left unset: a stop that a start follows does not disable the unit
+    assert host.units()["enabled"][UNIT] is True
+
+
+def test_the_window_closes_in_one_call_switch_start_health_then_page_off(host, gunicorn):
+    host.flag.write_text("on\n")
+    host.set_units(active={UNIT: False, "nginx": True})
+    result = run(
+        {
+            "unit": UNIT,
+            "state": "started",
+            "enabled": True,
+            "daemon_reload": True,
+            "pointer": {"app_root": str(host.root), "name": "current", "release": R2},
+            "health": health(host, successes=3),
+            "maintenance": {"flag": str(host.flag), "state": "off"},
+        }
+    )
+    assert result["actions"] == [f"current points at {R2}", "started", "maintenance page off"]
+    assert result["pointer_before"] == R1
+    assert os.readlink(host.root / "current") == f"releases/{R2}"
+    assert result["health"]["streak"] == 3
+    assert not host.flag.exists()
+    calls = host.calls()
+    assert calls.index("daemon-reload") < calls.index(f"start {UNIT}")
+
+
+def test_an_unhealthy_start_keeps_the_page_on_and_says_why_with_the_journal(host, gunicorn):
+    gunicorn.status = 503
+    host.flag.write_text("on\n")
+    host.set_units(active={UNIT: False})
+    result = run(
+        {
+            "unit": UNIT,
+            "state": "started",
+            "pointer": {"app_root": str(host.root), "name": "current", "release": R2},
+            "health": health(host, timeout=0.3),
+            "maintenance": {"flag": str(host.flag), "state": "off"},
+            "journal_lines": 5,
+        }
+    )
+    assert result["failed"] and result["step"] == "health"
+    assert "did not answer http://127.0.0.1/healthz through unix:" in result["msg"]
+    assert "HTTP 503" in result["msg"]
+    assert "Last 5 journal lines of greenlight-shop@current.service" in result["msg"]
+    assert "OperationalError: the database is down" in result["msg"]
+    # what a caller needs to put things back
+    assert result["pointer_before"] == R1 and f"current points at {R2}" in result["actions"]
+    assert host.flag.exists()
+
+
+def test_a_unit_that_does_not_start_is_reported_before_any_probe(host):
+    host.set_units(active={UNIT: False}, broken=[UNIT])
+    result = run({"unit": UNIT, "state": "started", "health": health(host), "journal_lines": 0})
+    assert result["failed"] and result["step"] == "systemd"
+    assert f"systemctl start {UNIT} failed: Job for {UNIT} failed." in result["msg"]
+    assert "journal" not in result["msg"]
+
+
+def test_a_running_instance_that_a_start_leaves_alone_needs_one_answer(host, gunicorn):
+    result = run({"unit": UNIT, "state": "started", "enabled": True, "health": health(host)})
+    assert not result["changed"] and result["actions"] == []
+    assert result["health"]["probes"] == 1
+    assert not any(call.startswith(("start", "restart")) for call in host.calls())
+
+
+def test_a_missing_release_is_refused_before_the_unit_acts(host):
+    result = run(
+        {"unit": UNIT, "state": "restarted", "pointer": {"app_root": str(host.root), "name": "current", "release": "x"}}
+    )
+    assert result["failed"] and result["step"] == "pointer"
+    assert "no REVISION file" in result["msg"]
+    assert not any(call.startswith("restart") for call in host.calls())
+
+
+def test_check_mode_says_what_would_change_and_changes_nothing(host):
+    result = run(
+        {
+            "unit": UNIT,
+            "state": "stopped",
+            "enabled": False,
+            "maintenance": {"flag": str(host.flag), "state": "on"},
+        },
+        check=True,
+    )
+    assert result["changed"] and result["actions"] == ["maintenance page on", "disabled", "stopped"]
+    assert not host.flag.exists()
+    assert host.units()["active"][UNIT] is True
+    assert all(call.split()[0] in ("is-active", "is-enabled") for call in host.calls())
+
+
+def test_wrong_health_arguments_fail_before_anything_changes(host):
+    result = run({"unit": UNIT, "state": "stopped", "health": {"url": "127.0.0.1/healthz"}})
+    assert result["failed"] and "health.url must be an http:// or https:// URL" in result["msg"]
+    assert host.calls() == []
