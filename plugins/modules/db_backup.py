@@ -35,50 +35,6 @@ options:
     type: str
     choices: [dumped, restored]
     default: dumped
-  project_path:
-    description:
-      - Directory of the release (for example C(<app_root>/releases/<id>) or a pointer to one such as
-        C(<app_root>/current)), usually the one that contains its C(manage.py). Pointers are resolved; the
-        payload runs there.
-    type: path
-    required: true
-  venv:
-    description:
-      - Virtualenv of the release; the payload runs with its C(bin/python).
-      - Defaults to C(<project_path>/.venv) when O(python) is not set. Mutually exclusive with O(python).
-    type: path
-  python:
-    description:
-      - Interpreter of the release, as a path or a command name looked up on E(PATH). Mutually exclusive with
-        O(venv).
-    type: str
-  settings:
-    description:
-      - Dotted name of the Django settings module.
-      - Defaults to C(DJANGO_SETTINGS_MODULE) from O(environment), then from the C(greenlight-django.env) file of
-        the virtualenv and from O(env_files), then from the environment of the module, then to the value of the
-        C(os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) line of C(manage.py).
-    type: str
-  pythonpath:
-    description:
-      - Extra directories to put on the import path. Relative entries are relative to O(project_path).
-      - Defaults to C(PYTHONPATH) (colon-separated) of the C(greenlight-django.env) file of the virtualenv, then
-        of O(env_files).
-    type: list
-    elements: path
-  env_files:
-    description:
-      - Environment files on the host to read, in order, before O(environment), which wins over them; for
-        example C(<app_root>/shared/.env). The variables go from the file to the payload's process without
-        leaving the host and never appear on a command line.
-      - C(KEY=value) lines, read the way systemd's C(EnvironmentFile=) reads them. Their values are treated as
-        secrets like those of O(environment), except C(DJANGO_SETTINGS_MODULE) and C(PYTHONPATH), which are the
-        defaults of O(settings) and O(pythonpath).
-      - A file that does not exist or has a line that is not C(KEY=value) fails the module, naming the file and
-        the line.
-    type: list
-    elements: path
-    default: []
   environment:
     description:
       - Environment variables for the settings module, on top of O(env_files).
@@ -89,11 +45,6 @@ options:
         names the module composed - so a value that also occurs in the path of the backup does not mask it.
     type: dict
     default: {}
-  database:
-    description:
-      - Alias in C(DATABASES) of the database to back up or restore.
-    type: str
-    default: default
   database_overrides:
     description:
       - Overrides of the C(DATABASES) entry (C(HOST), C(PORT), C(NAME), C(USER), C(PASSWORD), C(OPTIONS)), for
@@ -164,6 +115,8 @@ seealso:
     link: https://www.postgresql.org/docs/current/app-pgdump.html
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - greenlight.django.app_runtime
+  - greenlight.django.app_runtime.release
 attributes:
   check_mode:
     support: full

@@ -27,54 +27,6 @@ description:
     only - never on a command line, never to the controller - and are masked in everything the module returns.
   - RV(ignore:changed) only when migrations were applied or unapplied. It never creates migrations.
 options:
-  project_path:
-    description:
-      - The release - the directory of the Django project, usually the one that contains its C(manage.py). A
-        pointer (a symbolic link such as C(<app_root>/current)) is resolved once, before anything runs.
-      - It is the working directory of the migrate and the first entry of the import path.
-    type: path
-    required: true
-  venv:
-    description:
-      - Virtualenv of the release; the migrate runs with its C(bin/python).
-      - Defaults to C(<project_path>/.venv) when O(python) is not set. Mutually exclusive with O(python).
-    type: path
-  python:
-    description:
-      - Interpreter of the release, as a path or a command name looked up on E(PATH), instead of O(venv).
-    type: str
-  settings:
-    description:
-      - Dotted name of the Django settings module.
-      - Defaults to C(DJANGO_SETTINGS_MODULE) from O(environment), then from the C(greenlight-django.env) file of
-        the virtualenv (written by greenlight.django.code_sync for a project without C(manage.py)), then from
-        O(env_files), then to the C(os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) line of C(manage.py).
-    type: str
-  pythonpath:
-    description:
-      - Extra directories to put on the import path after O(project_path); relative entries are relative to
-        O(project_path).
-      - Defaults to C(PYTHONPATH) (colon-separated) of the C(greenlight-django.env) file of the virtualenv, then of
-        O(env_files).
-    type: list
-    elements: path
-  env_files:
-    description:
-      - Environment files on the host to read, in order, before O(environment), which wins over them; for example
-        C(<app_root>/shared/.env). Their variables go from the file to the migrate's process without leaving the
-        host, and are treated as secrets (except C(DJANGO_SETTINGS_MODULE) and C(PYTHONPATH), the defaults of
-        O(settings) and O(pythonpath)).
-      - C(KEY=value) lines, read the way systemd's C(EnvironmentFile=) reads them. A file that does not exist or
-        has a line that is not C(KEY=value) fails the module before anything runs.
-    type: list
-    elements: path
-    default: []
-  environment:
-    description:
-      - Environment variables for the application, on top of O(env_files). The values are secrets - masked in
-        the output of the module, removed from its messages - and reach the process in its environment only.
-    type: dict
-    default: {}
   user:
     description:
       - Account the migrate runs as, usually the application's unprivileged user. Running as another account than
@@ -86,11 +38,6 @@ options:
       - Name of the application; keys the migrate lock and names the PostgreSQL connection.
     type: str
     required: true
-  database:
-    description:
-      - Alias in C(DATABASES) to migrate, like C(manage.py migrate --database).
-    type: str
-    default: default
   phase:
     description:
       - V(all) and V(after_switch) - migrate every app to its leaf migrations.
@@ -161,6 +108,9 @@ seealso:
     link: https://docs.djangoproject.com/en/stable/topics/migrations/
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - greenlight.django.app_runtime
+  - greenlight.django.app_runtime.release
+  - greenlight.django.app_runtime.environment
 attributes:
   check_mode:
     support: full

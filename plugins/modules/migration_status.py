@@ -34,14 +34,6 @@ options:
         such as C(src).
     type: path
     required: true
-  settings:
-    description:
-      - Dotted name of the Django settings module, for example V(mysite.settings.production).
-      - Defaults to C(DJANGO_SETTINGS_MODULE) from O(environment), then from the C(greenlight-django.env) file
-        of O(venv) (written by greenlight.django.code_sync for a project without C(manage.py)), then from
-        O(env_files), then from the environment of the module, then to the value of the
-        C(os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) line of C(manage.py) when the project has one.
-    type: str
   venv:
     description:
       - Virtualenv of the application; the inspection runs with its C(bin/python).
@@ -52,45 +44,6 @@ options:
       - Interpreter of the application, as a path or a command name looked up on E(PATH).
       - Mutually exclusive with O(venv). When neither is set, C(python3) from E(PATH) is used.
     type: str
-  pythonpath:
-    description:
-      - Extra directories to put on the import path after O(project_path). Relative entries are relative to
-        O(project_path).
-      - Defaults to C(PYTHONPATH) (colon-separated) of the C(greenlight-django.env) file of O(venv), then of
-        O(env_files).
-    type: list
-    elements: path
-  database:
-    description:
-      - Alias in C(DATABASES) whose migrations are inspected, like C(manage.py migrate --database).
-    type: str
-    default: default
-  environment:
-    description:
-      - Environment variables for the application, for example C(DATABASE_URL) or the variables the settings
-        module reads.
-      - Passed to the application's process only. The values are treated as secrets - Ansible masks every
-        occurrence of each value in the output of the module, and the module also removes them (and the
-        password part of URL values) from error messages. Keep non-secret, short values such as V(1) out of
-        this dictionary (put them in the settings module) so that they do not mask unrelated output.
-    type: dict
-    default: {}
-  env_files:
-    description:
-      - Environment files on the host to read, in order, before O(environment), which wins over them; for
-        example C(<app_root>/shared/.env), which M(ansible.builtin.slurp) would otherwise have to bring to the
-        controller. The variables go from the file to the application's process without leaving the host.
-      - C(KEY=value) lines, read the way systemd's C(EnvironmentFile=) reads them - blank lines and lines that
-        start with C(#) or C(;) are skipped, a value is bare, C('single-quoted') or C("double-quoted") with
-        C(\\) escaping C("), C(\\), a backtick and C($).
-      - Their values are secrets like those of O(environment), except C(DJANGO_SETTINGS_MODULE) and
-        C(PYTHONPATH), which are the defaults of O(settings) and O(pythonpath) (colon-separated) instead.
-      - A file that does not exist or has a line that is not C(KEY=value) fails the module, naming the file and
-        the line.
-    type: list
-    elements: path
-    default: []
-    version_added: "1.1.0"
   fail_on:
     description:
       - Conditions that make the module fail. The result is returned in full either way, and the failure
@@ -168,6 +121,8 @@ seealso:
     link: https://docs.djangoproject.com/en/stable/ref/migration-operations/
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - greenlight.django.app_runtime
+  - greenlight.django.app_runtime.environment
 attributes:
   check_mode:
     support: full
