@@ -8,17 +8,15 @@ check of which old upstream addresses still accept connections.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import importlib.util
 import io
 import json
 import socket
-import socketserver
-import threading
 from pathlib import Path
 
 import pytest
 from ansible_collections.greenlight.django.plugins.module_utils import _health as health
+from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils import serving
 
 ROLES = Path(__file__).resolve().parents[3] / "roles"
 
@@ -34,36 +32,11 @@ listen_collisions = load(ROLES / "wsgi" / "files" / "listen_collisions.py")
 still_served = load(ROLES / "traffic" / "files" / "still_served.py")
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the name http.server calls
-        ok = self.path == "/healthz"
-        body = f"{'ok' if ok else 'missing'} host={self.headers['Host']}".encode()
-        self.send_response(200 if ok else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def get_request(self):
-        request, _address = super().get_request()
-        return request, ("unix", 0)
-
-
 @pytest.fixture
 def gunicorn_socket(tmp_path):
     path = str(tmp_path / "gunicorn.sock")
-    server = UnixHTTPServer(path, Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield path
-    server.shutdown()
-    server.server_close()
+    with serving(path):
+        yield path
 
 
 def test_the_probe_reaches_gunicorn_over_its_unix_socket(gunicorn_socket):

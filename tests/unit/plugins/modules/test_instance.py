@@ -5,13 +5,10 @@ systemd for and in which order; the health probe reaches a real server, and the 
 flag are real files.
 """
 
-import http.server
 import json
 import os
-import socketserver
 import stat
 import sys
-import threading
 
 import pytest
 from ansible_collections.greenlight.django.plugins.modules import instance
@@ -19,6 +16,7 @@ from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils impo
     AnsibleExitJson,
     AnsibleFailJson,
     patched_exits,
+    serving,
     set_module_args,
 )
 
@@ -57,29 +55,6 @@ JOURNALCTL = """#!/bin/sh
 echo "gunicorn[42]: Booting worker"
 echo "gunicorn[42]: OperationalError: the database is down"
 """
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self):  # noqa: N802 - the name http.server calls
-        body = b"ok"
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    status = 200
-
-    def get_request(self):
-        request, _address = super().get_request()
-        return request, ("unix", 0)
 
 
 @pytest.fixture
@@ -129,12 +104,8 @@ def host(tmp_path, monkeypatch):
 
 @pytest.fixture
 def gunicorn(host):
-    server = UnixHTTPServer(host.socket, Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(host.socket) as server:
+        yield server
 
 
 def run(args, check=False):

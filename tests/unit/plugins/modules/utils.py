@@ -8,7 +8,10 @@ before that by patching the serialized ``basic._ANSIBLE_ARGS``.
 """
 
 import contextlib
+import http.server
 import json
+import socketserver
+import threading
 from unittest import mock
 
 from ansible.module_utils import basic
@@ -62,3 +65,42 @@ def fail_json(self, msg, **kwargs):
 def patched_exits():
     with mock.patch.multiple(basic.AnsibleModule, exit_json=exit_json, fail_json=fail_json):
         yield
+
+
+class HealthHandler(http.server.BaseHTTPRequestHandler):
+    """Answers /healthz with the server's ``status`` and ``ok host=<Host header>``; any other path with 404."""
+
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        ok = self.path == "/healthz"
+        body = f"{'ok' if ok else 'missing'} host={self.headers['Host']}".encode()
+        self.send_response(self.server.status if ok else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """An HTTP server on a unix socket, as gunicorn listens by default; ``status`` is what handlers may answer."""
+
+    daemon_threads = True
+    status = 200
+
+    def get_request(self):
+        request, _address = super().get_request()
+        return request, ("unix", 0)
+
+
+@contextlib.contextmanager
+def serving(path, handler=HealthHandler):
+    """Serve ``handler`` on the unix socket ``path`` in a thread; yields the server."""
+    server = UnixHTTPServer(path, handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
