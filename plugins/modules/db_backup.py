@@ -69,6 +69,13 @@ options:
       - Name of the application, the first part of the backup's file name, also named in messages. Required with
         O(state=dumped).
     type: str
+  keep:
+    description:
+      - With O(state=dumped), once the new backup is written, keep the O(keep) newest backups of O(app_name) in
+        O(dir) (C(<app_name>-*.dump) and C(<app_name>-*.sqlite3), by modification time, the new one included) and
+        remove the others, in the same call. V(0) removes none.
+    type: int
+    default: 0
   verify_restore:
     description:
       - PostgreSQL - also restore the new backup into a scratch database, then drop it. The database user needs
@@ -171,6 +178,12 @@ path:
   returned: success, not in check mode
   type: str
   sample: /srv/mysite/backups/mysite-2024-06-01-20240601T101500Z.dump
+removed:
+  description: With O(keep), the older backups removed from O(dir).
+  returned: success, not in check mode
+  type: list
+  elements: str
+  sample: [/srv/mysite/backups/mysite-2024-05-01-20240501T101500Z.dump]
 size:
   description: Size of RV(path) in bytes.
   returned: success, not in check mode
@@ -215,6 +228,7 @@ msg:
     /srv/mysite/backups/mysite-2024-06-01-20240601T101500Z.dump
 """
 
+import fnmatch  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import stat  # noqa: E402
@@ -255,6 +269,7 @@ def argument_spec():
         run_as=dict(type="str", required=True),
         dir=dict(type="path"),
         app_name=dict(type="str"),
+        keep=dict(type="int", default=0),
         verify_restore=dict(type="bool", default=False),
         pg_dump_options=dict(type="list", elements="str", default=[]),
         pg_bin_dir=dict(type="path"),
@@ -375,6 +390,22 @@ def outcome(report, state, project_path, alias):
     return result
 
 
+def rotate(directory, app_name, keep):
+    """Remove all but the keep newest backups of app_name in directory; the paths removed."""
+    patterns = (f"{app_name}-*.dump", f"{app_name}-*.sqlite3")
+    found = [
+        entry
+        for entry in os.scandir(directory)
+        if entry.is_file(follow_symlinks=False) and any(fnmatch.fnmatchcase(entry.name, p) for p in patterns)
+    ]
+    found.sort(key=lambda entry: entry.stat(follow_symlinks=False).st_mtime, reverse=True)
+    removed = []
+    for entry in found[keep:]:
+        os.unlink(entry.path)
+        removed.append(entry.path)
+    return removed
+
+
 def failure_message(params, error):
     """The payload's message (what went wrong and what to do), after what failed."""
     name = params["app_name"] or f"the database {params['database']}"
@@ -463,7 +494,15 @@ def main():
         )
     if not report.get("ok"):
         module.fail_json(msg=failure_message(params, scrub(report.get("error") or "unknown error", secrets)), rc=rc)
-    exit_unmasked(module, outcome(report, state, project_path, alias))
+    result = outcome(report, state, project_path, alias)
+    if state == "dumped" and params["keep"] > 0:
+        try:
+            result["removed"] = rotate(params["dir"], params["app_name"], params["keep"])
+        except OSError as exc:
+            module.fail_json(
+                msg=f"{result['msg']}, but the older backups could not be removed: {exc}. Check dir.", **result
+            )
+    exit_unmasked(module, result)
 
 
 if __name__ == "__main__":

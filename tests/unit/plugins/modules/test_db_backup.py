@@ -121,6 +121,37 @@ def test_a_dump_runs_the_payload_in_the_release_with_the_options_in_its_environm
     assert stat.S_IMODE((app / "backups").stat().st_mode) == 0o700
 
 
+def test_keep_removes_the_oldest_backups_of_this_application_only_after_the_new_one_is_written(app):
+    backups = app / "backups"
+    backups.mkdir(mode=0o700)
+    old = [backups / f"demo-20250{n}01T000000Z-abc-20250{n}01T000000Z.dump" for n in range(1, 5)]
+    for age, path in enumerate(reversed(old)):
+        path.write_text("x")
+        os.utime(path, (1_700_000_000 - age * 1000,) * 2)
+    other = backups / "other-20250101T000000Z-abc-20250101T000000Z.dump"
+    other.write_text("x")
+    os.utime(other, (1_600_000_000,) * 2)
+    written = backups / "demo-20260101T000000Z-abc-20260102T000000Z.dump"
+    written.write_text("x")  # what the payload wrote, the newest
+    report = {"ok": True, "file": str(written), "engine": "postgresql", "database": "demo"}
+    kind, result, _run_payload = run(dump_args(app, keep=3), answer(report))
+    assert kind == "exit", result
+    assert sorted(result["removed"]) == sorted(str(path) for path in old[:2])
+    assert sorted(path.name for path in backups.iterdir()) == sorted(
+        [written.name, old[2].name, old[3].name, other.name]
+    )
+
+
+def test_a_failed_dump_removes_no_older_backup(app):
+    backups = app / "backups"
+    backups.mkdir(mode=0o700)
+    old = backups / "demo-20250101T000000Z-abc-20250101T000000Z.dump"
+    old.write_text("x")
+    kind, result, _run_payload = run(dump_args(app, keep=1), answer({"ok": False, "error": "pg_dump failed"}))
+    assert kind == "fail" and "pg_dump failed" in result["msg"]
+    assert old.exists()
+
+
 def test_a_backup_directory_others_may_read_is_made_private(app):
     (app / "backups").mkdir(mode=0o755)
     (app / "backups").chmod(0o755)
