@@ -140,7 +140,7 @@ notes:
 seealso:
   - module: greenlight.django.release
 author:
-  - greenlight.django contributors
+  - greenlight.django contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
