@@ -141,6 +141,18 @@ active:
   returned: always
   type: str
   sample: blue
+maintenance_flag:
+  description:
+    - The file whose presence makes nginx show the application's maintenance page,
+      C(<nginx_conf_dir>/maintenance.on); empty without O(nginx_conf_dir).
+  returned: always
+  type: str
+  sample: /etc/nginx/greenlight/mysite/maintenance.on
+maintenance:
+  description: Whether RV(maintenance_flag) exists - nginx shows the maintenance page.
+  returned: always
+  type: bool
+  sample: false
 """
 
 import os  # noqa: E402
@@ -150,6 +162,8 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils._pointer import target_id  # noqa: E402
 
 UPSTREAM_LINK = re.compile(r"^upstream-(.+)\.conf$")
+# The greenlight.django.traffic role's maintenance flag, in nginx_conf_dir.
+MAINTENANCE_FLAG = "maintenance.on"
 
 
 def argument_spec():
@@ -188,11 +202,21 @@ def read_release(releases_dir, release_id):
 
 def inspect(app_root, pointers, revision=None, build="", nginx_conf_dir=None):
     """What the host holds of the application (the module's result, without 'changed')."""
-    result = {"exists": os.path.isdir(app_root), "pointers": {}, "releases": [], "matching": [], "active": ""}
+    result = {
+        "exists": os.path.isdir(app_root),
+        "pointers": {},
+        "releases": [],
+        "matching": [],
+        "active": "",
+        "maintenance_flag": "",
+        "maintenance": False,
+    }
     if nginx_conf_dir:
         upstream = target_id(os.path.join(nginx_conf_dir, "active.conf"))
         match = UPSTREAM_LINK.match(upstream or "")
         result["active"] = match.group(1) if match else ""
+        result["maintenance_flag"] = os.path.join(nginx_conf_dir, MAINTENANCE_FLAG)
+        result["maintenance"] = os.path.lexists(result["maintenance_flag"])
     if not result["exists"]:
         return result
     for pointer in pointers:

@@ -154,6 +154,20 @@ def test_rollback_to_a_release_that_does_not_exist_is_refused(host):
     assert served_version(host) == "v1"
 
 
+def test_rollback_to_a_release_whose_build_never_finished_is_refused(host):
+    """A release directory without its REVISION (a build that stopped half way) is not one to serve."""
+    incomplete = "20000101T000000Z-0123456789ab"
+    host.run(f"mkdir -p {APP}/releases/{incomplete}/.venv/bin")
+    try:
+        result = playbook("rollback.yml", "v1", "-e", f"greenlight_rollback_to={incomplete}")
+        assert result.returncode != 0
+        assert f"Release {incomplete} on" in out(result) and "is incomplete" in out(result)
+        assert served_version(host) == "v1"
+        assert active_colour(host) == "blue"
+    finally:
+        host.run(f"rm -rf {APP}/releases/{incomplete}")
+
+
 def test_v2_again_reuses_its_release(host):
     releases = host.check_output(f"ls {APP}/releases")
     result = playbook("deploy_blue_green.yml", "v2")

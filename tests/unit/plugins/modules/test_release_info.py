@@ -95,6 +95,16 @@ def test_active_colour_from_nginx(app, tmp_path):
     assert run({"app_root": str(app), "nginx_conf_dir": str(conf)})["active"] == "blue"
 
 
+def test_the_maintenance_page_and_its_flag(app, tmp_path):
+    conf = tmp_path / "nginx"
+    conf.mkdir()
+    result = run({"app_root": str(app), "nginx_conf_dir": str(conf)})
+    assert result["maintenance_flag"] == str(conf / "maintenance.on") and result["maintenance"] is False
+    (conf / "maintenance.on").write_text("on\n")
+    assert run({"app_root": str(app), "nginx_conf_dir": str(conf)})["maintenance"] is True
+    assert run({"app_root": str(app)})["maintenance_flag"] == ""
+
+
 def test_a_missing_application_root_is_not_an_error(tmp_path):
     result = run({"app_root": str(tmp_path / "nope"), "revision": REV_A}, check=True)
     assert result == {
@@ -104,6 +114,8 @@ def test_a_missing_application_root_is_not_an_error(tmp_path):
         "releases": [],
         "matching": [],
         "active": "",
+        "maintenance_flag": "",
+        "maintenance": False,
     }
 
 
