@@ -26,7 +26,15 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
   echo "==> starting dockerd in the background (log: /var/log/greenlight-dockerd.log)"
-  nohup dockerd >/var/log/greenlight-dockerd.log 2>&1 &
+  # Only stdin, stdout and stderr go to the daemon: a descriptor inherited from the caller (a lock file held
+  # around `make`, say) would stay open, and held, as long as dockerd runs.
+  (
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec nohup dockerd >/var/log/greenlight-dockerd.log 2>&1 </dev/null
+  ) &
 fi
 
 for _ in $(seq 1 60); do
