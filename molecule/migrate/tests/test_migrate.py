@@ -61,6 +61,16 @@ def test_a_second_run_applies_nothing_and_takes_no_backup(host):
 # --- refusals ---------------------------------------------------------------
 
 
+def test_a_release_that_is_not_there_is_named_with_the_fix(db):
+    before = db.snapshot()
+    run = run_step("migrate.yml", {"migrate_release_path": release("v9")})
+    assert run.rc != 0
+    message = "\n".join(run.failure_messages())
+    assert "/srv/demo/versions/v9/.venv/bin/python" in message and "No such file or directory" in message
+    assert "run code_sync first" in message and "Nothing was applied" in message
+    assert db.snapshot() == before
+
+
 def test_v3_is_refused_in_simple_mode_naming_the_model_change(db):
     before = db.snapshot()
     run = run_step("migrate.yml", {"migrate_release_path": release("v3")})
