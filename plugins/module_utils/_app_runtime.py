@@ -19,6 +19,7 @@ import pkgutil
 import pwd
 import re
 import subprocess
+from types import SimpleNamespace
 from urllib.parse import unquote
 
 from ansible.module_utils.common.text.converters import to_text
@@ -167,6 +168,33 @@ def startup_pythonpath(pythonpath, startup):
     if pythonpath is not None:
         return pythonpath
     return [entry for entry in (startup or {}).get("PYTHONPATH", "").split(":") if entry]
+
+
+def release_runtime(module, params, consequence=""):
+    """How a payload runs in a release (the migrate and db_backup modules): the release the options
+    project_path (a pointer resolved to the release it names), venv (default <release>/.venv) or python,
+    env_files, environment, settings and pythonpath give. Fails the module with the fix, and consequence
+    after it, when the release is not a directory or its interpreter or settings module is not known."""
+    project_path = os.path.realpath(params["project_path"])
+    if not os.path.isdir(project_path):
+        module.fail_json(
+            msg=f"project_path {params['project_path']} is not a directory; set it to the release of the Django "
+            f"project.{consequence}"
+        )
+    venv = params["venv"] or (None if params["python"] else os.path.join(project_path, ".venv"))
+    given = params["environment"] or {}
+    environment, startup, secrets = application_environment(module, given, params["env_files"], venv)
+    python = resolve_python(module, venv, params["python"])
+    given = {str(key): str(value) for key, value in given.items() if value is not None}
+    return SimpleNamespace(
+        project_path=project_path,
+        venv=venv,
+        environment=environment,
+        secrets=secrets,
+        python=python,
+        settings=resolve_settings(module, params["settings"], given, os.path.join(project_path, "manage.py"), startup),
+        pythonpath=startup_pythonpath(params["pythonpath"], startup),
+    )
 
 
 def payload_source(payload_module):

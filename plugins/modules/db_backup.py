@@ -239,15 +239,12 @@ from ansible_collections.greenlight.django.plugins.module_utils._app_runtime imp
     MIN_SECRET,
     SECRET_NAME,
     account_of,
-    application_environment,
     marked_result,
     payload_source,
     process_environment,
-    resolve_python,
-    resolve_settings,
+    release_runtime,
     run_payload,
     scrub,
-    startup_pythonpath,
 )
 
 # The file name of a backup, from the payload's EXTENSIONS.
@@ -434,19 +431,10 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    project_path = os.path.realpath(params["project_path"])
-    if not os.path.isdir(project_path):
-        module.fail_json(
-            msg=f"project_path {params['project_path']} is not a directory; set it to the directory of the release."
-        )
-    venv = params["venv"] or (None if params["python"] else os.path.join(project_path, ".venv"))
-    overrides, given = params["database_overrides"] or {}, params["environment"] or {}
-    environment, startup, secrets = application_environment(module, given, params["env_files"], venv)
-    secrets = secret_values(module, secrets, overrides)
-    python = resolve_python(module, venv, params["python"])
-    given = {str(key): str(value) for key, value in given.items() if value is not None}
-    settings = resolve_settings(module, params["settings"], given, os.path.join(project_path, "manage.py"), startup)
-    pythonpath = startup_pythonpath(params["pythonpath"], startup)
+    release = release_runtime(module, params)
+    project_path, venv, python = release.project_path, release.venv, release.python
+    overrides = params["database_overrides"] or {}
+    secrets = secret_values(module, release.secrets, overrides)
     account_of(module, params["run_as"])
     create, private = check_paths(module, params)
 
@@ -463,9 +451,9 @@ def main():
     env = process_environment(
         venv or os.path.dirname(os.path.dirname(python)),
         account_of(module, None),
-        environment,
-        settings,
-        pythonpath,
+        release.environment,
+        release.settings,
+        release.pythonpath,
         extra={payload.OPTIONS_ENV: json.dumps(payload_options(params, command, overrides))},
     )
     rc, out, err = run_payload(

@@ -298,14 +298,11 @@ class Instance:
         self.actions.append(action)
         self.result["changed"] = True
 
-    def run(self, step, *args):
+    def run(self, step, *args, problem=None):
         rc, out, err = self.module.run_command([self.systemctl, *args])
         if rc != 0:
-            self.fail(
-                step,
-                f"{self.unit} could not be {self.params['state']}: systemctl {' '.join(args)} failed: "
-                f"{(err or out).strip()}",
-            )
+            problem = problem or f"{self.unit} could not be {self.params['state']}"
+            self.fail(step, f"{problem}: systemctl {' '.join(args)} failed: {(err or out).strip()}")
         return out
 
     def query(self, verb):
@@ -335,7 +332,12 @@ class Instance:
             if reload_unit and not self.module.check_mode:
                 _rc, active, _err = self.module.run_command([self.systemctl, "is-active", reload_unit])
                 if active.strip() == "active":
-                    self.run("maintenance", "reload", reload_unit)
+                    self.run(
+                        "maintenance",
+                        "reload",
+                        reload_unit,
+                        problem=f"the maintenance page is on, but {reload_unit} could not be reloaded",
+                    )
                     self.actions.append(f"{reload_unit} reloaded")
         elif os.path.lexists(flag):
             if not self.module.check_mode:

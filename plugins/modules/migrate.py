@@ -219,15 +219,12 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils import _migrate_payload as payload  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import (  # noqa: E402
     account_of,
-    application_environment,
     marked_result,
     payload_source,
     process_environment,
-    resolve_python,
-    resolve_settings,
+    release_runtime,
     run_payload,
     scrub,
-    startup_pythonpath,
 )
 
 MIGRATION_NAME = "app_label.migration_name"
@@ -354,25 +351,15 @@ def main():
     if errors:
         module.fail_json(msg="; ".join(errors) + ". Nothing was applied.")
 
-    project_path = os.path.realpath(params["project_path"])
-    if not os.path.isdir(project_path):
-        module.fail_json(
-            msg=f"project_path {params['project_path']} is not a directory; set it to the release of the Django "
-            "project. Nothing was applied."
-        )
-    venv = params["venv"]
-    if not venv and not params["python"]:
-        venv = os.path.join(project_path, ".venv")
-    environment, startup, secrets = application_environment(module, params["environment"], params["env_files"], venv)
-    python = resolve_python(module, venv, params["python"])
-    given = {str(key): str(value) for key, value in params["environment"].items() if value is not None}
-    settings = resolve_settings(module, params["settings"], given, os.path.join(project_path, "manage.py"), startup)
-    pythonpath = startup_pythonpath(params["pythonpath"], startup)
+    release = release_runtime(module, params, consequence=" Nothing was applied.")
+    project_path, venv, python, secrets = release.project_path, release.venv, release.python, release.secrets
     account = account_of(module, params["user"])
 
     dry_run = module.check_mode or params["dry_run"]
     options = payload_options(params, dry_run)
-    env = interpreter_environment(venv, python, account, environment, settings, pythonpath, options)
+    env = interpreter_environment(
+        venv, python, account, release.environment, release.settings, release.pythonpath, options
+    )
     started = time.monotonic()
     rc, out, err = run_payload(
         module,
