@@ -76,6 +76,11 @@ NAIVE_PLAYBOOK = harness.BENCH / "naive_deploy.yml"
 FLOOR_PREPARE = harness.BENCH / "floor_prepare.yml"
 MAINTENANCE_FLAG = f"/etc/nginx/greenlight/{APP}/maintenance.on"
 FLOOR_TARGET = 1.5
+# greenlight's window on the server: maintenance page on and stop, dump, migrate, switch + start + health + page off.
+WINDOW_SERVER_CALLS = 4
+ROUND_TRIPS = 10
+# What round_trips measured, one entry per round (module-level: the report reads it).
+ROUND_TRIP_RESULTS: list[dict[str, float]] = []
 # v2.2 pins another Django patch release than the demo (the naive deploy reinstalls Django in its window).
 DJANGO_NOW = "Django==5.2.19"
 DJANGO_OTHER = "Django==5.2.18"
@@ -270,6 +275,30 @@ class Bench:
             parts[name] = time.monotonic() - started
         return parts
 
+    def round_trips(self, container: Container, inventory: Path) -> dict[str, float]:
+        """Median seconds of one task running a module on the container (``ansible.builtin.command: true``, one
+        task each, banner to banner) and of one bare ``docker exec true``: what each module call of a window costs
+        on top of the command it runs."""
+        tasks = "".join(
+            f"    - name: Round trip {number}\n      ansible.builtin.command:\n        argv: ['true']\n"
+            "      changed_when: false\n"
+            for number in range(ROUND_TRIPS + 1)
+        )
+        playbook = self.workdir / "round_trips.yml"
+        playbook.write_text(f"- name: Module round trips\n  hosts: all\n  gather_facts: false\n  tasks:\n{tasks}")
+        result = harness.require_success(
+            harness.run_playbook(str(playbook), inventory, self.log, limit=container.name), "round_trips.yml"
+        )
+        stamps = [stamp for stamp, name in result.tasks() if "Round trip" in name] + [result.ended]
+        # The first task also pays for the connection: left out.
+        module = statistics.median(b - a for a, b in zip(stamps[1:-1], stamps[2:]))
+        bare = []
+        for _ in range(ROUND_TRIPS):
+            started = time.monotonic()
+            harness.run(container.exec("true"))
+            bare.append(time.monotonic() - started)
+        return {"module task": module, "docker exec": statistics.median(bare)}
+
     def measure(self, step: Step, container: Container, inventory: Path) -> Step:
         release, pending = "", False
         if step.method == "floor":  # built before the probe starts, as greenlight builds it before its window
@@ -383,6 +412,9 @@ def one_round(bench: Bench, number: int, smoke: bool) -> list[Step]:
         started = time.monotonic()
         inventory = bench.set_up(containers, deploy_v1=not smoke)
         say(f"round {number}: set up in {time.monotonic() - started:.0f} s")
+        if not smoke:
+            ROUND_TRIP_RESULTS.append(bench.round_trips(by_method["greenlight"], inventory))
+            say(f"round {number}: " + ", ".join(f"{k} {v:.3f} s" for k, v in ROUND_TRIP_RESULTS[-1].items()))
         return [bench.measure(step, container, inventory) for step, container in plan]
     finally:
         for container in containers:
@@ -503,6 +535,19 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
                 f"- {method} v1 -> v2, median seconds of each {what}: "
                 + ", ".join(f"{name} {statistics.median(p.get(name, 0) for p in parts):.2f}" for name in parts[0])
             )
+    ours, floor = med("migrations", "greenlight", window_of), med("migrations", "floor", window_of)
+    if ROUND_TRIP_RESULTS and ours is not None and floor:
+        module = statistics.median(r["module task"] for r in ROUND_TRIP_RESULTS)
+        bare = statistics.median(r["docker exec"] for r in ROUND_TRIP_RESULTS)
+        ansible_floor = floor + WINDOW_SERVER_CALLS * (module - bare)
+        lines.append(
+            f"- one task running a module over this connection (`ansible.builtin.command: true`, banner to banner, "
+            f"median of {ROUND_TRIPS}): {module:.2f} s; one bare `docker exec true`: {bare:.2f} s. greenlight's "
+            f"window makes {WINDOW_SERVER_CALLS} module calls on the server (page on + stop, dump, migrate, "
+            f"switch + start + health + page off), so the floor of any Ansible window with those calls is "
+            f"{floor:.2f} + {WINDOW_SERVER_CALLS} x {module - bare:.2f} = {ansible_floor:.2f} s "
+            f"({ansible_floor / floor:.2f}x the bare floor); greenlight / that floor = {ours / ansible_floor:.2f}"
+        )
     inside = [step.window_tasks() for step in chosen("migrations", "greenlight")]
     if inside and inside[-1]:
         lines.append(
