@@ -73,6 +73,9 @@ def test_a_release_that_never_gets_healthy_is_undone_and_the_backup_restored():
     assert "did not answer" in result.output and "/healthz" in result.output
     assert "database restored from" in result.output
     assert_old_release_serves(release, data)
+    # The site was down from the stop until the old release served again: the health wait alone took 5 s.
+    window = float(SIMPLE.summary()["downtime_window_seconds"])
+    assert 5 <= window <= result.seconds, SIMPLE.summary()
     # The secrets stayed out of -vvv and of every command line here too (backup, migrate, restore).
     assert "pg_dump --format=custom" in samples and "- greenlight-migrate demo" in samples
     assert leaks(result.output) == [] and leaks(samples) == []
@@ -124,5 +127,6 @@ def test_an_nginx_configuration_that_fails_nginx_t_stops_the_deploy_before_any_c
     assert "this_is_no_directive" in result.output
     # nginx's own words reach the summary, not only "non-zero return code".
     assert "this_is_no_directive" in SIMPLE.summary()["error"], SIMPLE.summary()
+    assert float(SIMPLE.summary()["downtime_window_seconds"]) == 0
     assert after == before
     assert sh("nginx -t 2>&1 && echo fine").endswith("fine")
