@@ -38,6 +38,17 @@ if verb == "is-active":
 if verb == "is-enabled":
     print("enabled" if state["enabled"].get(unit) else "disabled")
     sys.exit(0 if state["enabled"].get(unit) else 1)
+if verb == "show":
+    # systemctl show --property=... UNIT: what the test set in state["show"]; rc from state["show_rc"]
+    if state.get("show_rc", 0):
+        print("Failed to get properties: Connection timed out", file=sys.stderr)
+        sys.exit(state["show_rc"])
+    for key, value in state["show"].items():
+        print(key + "=" + value)
+    sys.exit(0)
+if verb == "daemon-reload" and state.get("reload_fails"):
+    print("Failed to reload daemon: Access denied", file=sys.stderr)
+    sys.exit(1)
 if verb in ("start", "restart", "reload") and unit in state.get("broken", []):
     print("Job for " + unit + " failed.", file=sys.stderr)
     sys.exit(1)
@@ -67,7 +78,16 @@ def host(tmp_path, monkeypatch):
         path.write_text(text)
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     state = tmp_path / "state.json"
-    state.write_text(json.dumps({"active": {UNIT: True, "nginx": True}, "enabled": {UNIT: True}}))
+    state.write_text(
+        json.dumps(
+            {
+                "active": {UNIT: True, "nginx": True},
+                "enabled": {UNIT: True},
+                # systemd up to date with the unit's files
+                "show": {"LoadState": "loaded", "NeedDaemonReload": "no", "DropInPaths": ""},
+            }
+        )
+    )
     log = tmp_path / "systemctl.log"
     log.write_text("")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -79,6 +99,9 @@ def host(tmp_path, monkeypatch):
         (root / "releases" / release / "REVISION").write_text("a" * 40 + "\n")
     os.symlink(f"releases/{R1}", root / "current")
     (tmp_path / "nginx").mkdir()
+    # the unit search path: two directories of this test's own (the first one wins, as /etc over /lib)
+    unit_dirs = (tmp_path / "etc-systemd", tmp_path / "lib-systemd")
+    monkeypatch.setattr(instance, "UNIT_DIRS", tuple(str(path) for path in unit_dirs))
 
     class Host:
         flag = tmp_path / "nginx" / "maintenance.on"
@@ -97,6 +120,19 @@ def host(tmp_path, monkeypatch):
             data = json.loads(state.read_text())
             data.update(changes)
             state.write_text(json.dumps(data))
+
+        @staticmethod
+        def show(**properties):
+            data = json.loads(state.read_text())
+            data["show"].update(properties)
+            state.write_text(json.dumps(data))
+
+        @staticmethod
+        def dropin(directory, name, text="[Service]\nEnvironment=A=1\n", where=0):
+            path = unit_dirs[where] / directory / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return path
 
     Host.root = root
     return Host
@@ -134,6 +170,7 @@ def test_the_window_opens_in_one_call_the_page_on_and_nginx_reloaded_before_the_
 def test_the_window_closes_in_one_call_switch_start_health_then_page_off(host, gunicorn):
     host.flag.write_text("on\n")
     host.set_units(active={UNIT: False, "nginx": True})
+    host.show(NeedDaemonReload="yes")  # the deploy rewrote the template
     result = run(
         {
             "unit": UNIT,
@@ -152,6 +189,7 @@ def test_the_window_closes_in_one_call_switch_start_health_then_page_off(host, g
     assert not host.flag.exists()
     calls = host.calls()
     assert calls.index("daemon-reload") < calls.index(f"start {UNIT}")
+    assert result["daemon_reloaded"] is True
 
 
 def test_an_unhealthy_start_keeps_the_page_on_and_says_why_with_the_journal(host, gunicorn):
@@ -222,3 +260,72 @@ def test_wrong_health_arguments_fail_before_anything_changes(host):
     result = run({"unit": UNIT, "state": "stopped", "health": {"url": "127.0.0.1/healthz"}})
     assert result["failed"] and "health.url must be an http:// or https:// URL" in result["msg"]
     assert host.calls() == []
+
+
+def reloads(host, **args):
+    """daemon_reload: true on a restart: whether systemd was reloaded, by the result and by the commands."""
+    result = run(dict({"unit": UNIT, "state": "restarted", "daemon_reload": True}, **args))
+    assert result["actions"] == ["restarted"], result
+    calls = host.calls()
+    assert f"show --property=NeedDaemonReload,LoadState,DropInPaths {UNIT}" in calls
+    assert result["daemon_reloaded"] is ("daemon-reload" in calls)
+    if result["daemon_reloaded"]:
+        assert calls.index("daemon-reload") < calls.index(f"restart {UNIT}")
+    return result["daemon_reloaded"]
+
+
+def test_daemon_reload_is_skipped_when_systemd_has_the_units_files_as_they_are(host):
+    assert reloads(host) is False
+
+
+def test_daemon_reload_runs_when_systemd_says_the_unit_changed_on_disk(host):
+    host.show(NeedDaemonReload="yes")
+    assert reloads(host) is True
+
+
+def test_daemon_reload_runs_for_a_unit_systemd_has_not_loaded(host):
+    host.show(LoadState="not-found")
+    assert reloads(host) is True
+
+
+def test_daemon_reload_runs_when_systemd_cannot_say(host):
+    host.set_units(show_rc=1)
+    assert reloads(host) is True
+
+
+def test_daemon_reload_runs_for_a_drop_in_directory_systemd_does_not_list_yet(host):
+    # systemd 252 (Debian 12) reports NeedDaemonReload=no for a drop-in directory created since the last reload
+    host.dropin("greenlight-shop@.service.d", "10-limits.conf")
+    assert reloads(host) is True
+
+
+def test_daemon_reload_is_skipped_for_drop_ins_systemd_lists_or_ignores(host):
+    listed = host.dropin("greenlight-.service.d", "10-limits.conf")
+    host.show(DropInPaths=str(listed))
+    # the same name further down the search path is overridden; a masked one and a non-.conf file do not count
+    host.dropin("greenlight-shop@current.service.d", "10-limits.conf", where=1)
+    host.dropin("service.d", "20-masked.conf", where=1)
+    (listed.parent.parent / "service.d").mkdir()
+    os.symlink(os.devnull, listed.parent.parent / "service.d" / "20-masked.conf")
+    host.dropin("greenlight-shop@.service.d", "README")
+    assert reloads(host) is False
+
+
+def test_a_failed_daemon_reload_stops_before_the_unit_acts(host):
+    host.show(NeedDaemonReload="yes")
+    host.set_units(reload_fails=True)
+    result = run({"unit": UNIT, "state": "restarted", "daemon_reload": True, "journal_lines": 0})
+    assert result["failed"] and result["step"] == "systemd" and not result["daemon_reloaded"]
+    assert "systemctl daemon-reload failed" in result["msg"]
+    assert not any(call.startswith("restart") for call in host.calls())
+
+
+def test_the_drop_in_directories_are_the_ones_systemd_reads():
+    assert instance.dropin_dirs("greenlight-shop-eu@current.service") == [
+        "greenlight-shop-eu@current.service.d",
+        "greenlight-shop-eu@.service.d",
+        "greenlight-shop-.service.d",
+        "greenlight-.service.d",
+        "service.d",
+    ]
+    assert instance.dropin_dirs("nginx.service") == ["nginx.service.d", "service.d"]
