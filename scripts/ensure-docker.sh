@@ -33,6 +33,10 @@ if ! docker info >/dev/null 2>&1; then
       fd="${fd##*/}"
       if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
     done
+    # A session of its own: stopping the job that started it (its process group) must not stop the daemon.
+    if command -v setsid >/dev/null 2>&1; then
+      exec setsid nohup dockerd >/var/log/greenlight-dockerd.log 2>&1 </dev/null
+    fi
     exec nohup dockerd >/var/log/greenlight-dockerd.log 2>&1 </dev/null
   ) &
 fi
