@@ -293,7 +293,7 @@ class Bench:
         # The first task also pays for the connection: left out.
         module = statistics.median(b - a for a, b in zip(stamps[1:-1], stamps[2:]))
         bare = []
-        for _ in range(ROUND_TRIPS):
+        for _round in range(ROUND_TRIPS):
             started = time.monotonic()
             harness.run(container.exec("true"))
             bare.append(time.monotonic() - started)
