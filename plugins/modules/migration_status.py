@@ -520,6 +520,10 @@ def argument_spec():
         fail_on=dict(type="list", elements="str", choices=list(FAIL_ON_CHOICES), default=list(DEFAULT_FAIL_ON)),
         include_sql=dict(type="bool", default=False),
         timeout=dict(type="int", default=300),
+        data_checks=dict(type="bool", default=True),
+        data_check_values=dict(type="bool", default=False),
+        data_check_timeout=dict(type="float", default=10.0),
+        data_check_skip_tables=dict(type="list", elements="str", default=[]),
     )
 
 
@@ -564,7 +568,12 @@ def no_result_message(python, rc, out, err, nonce, secrets):
     )
 
 
-def inspection_environment(nonce, project_path, settings, environment, database, include_sql, pythonpath, timeout):
+DATA_CHECK_OPTIONS = ("data_checks", "data_check_values", "data_check_timeout", "data_check_skip_tables")
+
+
+def inspection_environment(
+    nonce, project_path, settings, environment, database, include_sql, pythonpath, timeout, data_checks=None
+):
     """Variables for the inspector's process: the app's own, then ours (options travel as JSON, not argv)."""
     options = {
         "timeout": timeout,
@@ -576,6 +585,7 @@ def inspection_environment(nonce, project_path, settings, environment, database,
         "pythonpath": pythonpath or [],
         "secret_env": sorted(environment),
     }
+    options.update(data_checks or {})
     env = {"LC_ALL": "C", "LANGUAGE": "C"}
     env.update(environment)
     env.update(
@@ -600,6 +610,7 @@ def run_inspection(module, python, project_path, settings, environment, pythonpa
         module.params["include_sql"],
         pythonpath,
         module.params["timeout"],
+        {name: module.params[name] for name in DATA_CHECK_OPTIONS},
     )
     cmd = [python, "-"]
     rc, out, err = module.run_command(cmd, data=inspector_source(), cwd=project_path, environ_update=env)
@@ -617,6 +628,11 @@ def main():
         module, params["environment"], params["env_files"], params["venv"]
     )
 
+    if params["data_check_timeout"] <= 0:
+        module.fail_json(
+            msg=f"data_check_timeout must be a number of seconds greater than 0 (got {params['data_check_timeout']:g}); "
+            "to turn the data checks off, set data_checks: false."
+        )
     project_path = os.path.abspath(params["project_path"])
     if not os.path.isdir(project_path):
         module.fail_json(
