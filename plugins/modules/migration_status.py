@@ -630,8 +630,8 @@ def main():
 
     if params["data_check_timeout"] <= 0:
         module.fail_json(
-            msg=f"data_check_timeout must be a number of seconds greater than 0 (got {params['data_check_timeout']:g}); "
-            "to turn the data checks off, set data_checks: false."
+            msg="data_check_timeout must be a number of seconds greater than 0 (got "
+            f"{params['data_check_timeout']:g}); to turn the data checks off, set data_checks: false."
         )
     project_path = os.path.abspath(params["project_path"])
     if not os.path.isdir(project_path):
