@@ -483,15 +483,15 @@ locking:
   elements: str
   sample: []
 data_violations:
-  description: The operations whose data check found offending rows, as C(app.name: description - what the rows
-    hold (primary keys ...)).
+  description: "The operations whose data check found offending rows, as C(app.name: description - what the rows
+    hold (primary keys ...))."
   returned: success, and failures caused by O(fail_on)
   type: list
   elements: str
   sample: ["library.0002_genre_name_ci: Create constraint genre_name_ci on model genre - 2 rows share their
     Lower(F(name)) with another row (1 duplicated value) (primary keys 1, 2)"]
 data_checks_skipped:
-  description: The operations whose data check did not run, as C(app.name: description - why).
+  description: "The operations whose data check did not run, as C(app.name: description - why)."
   returned: success, and failures caused by O(fail_on)
   type: list
   elements: str
