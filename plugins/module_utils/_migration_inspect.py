@@ -36,7 +36,9 @@ import os
 import re
 import signal
 import sys
+import time
 import traceback
+from contextlib import nullcontext
 from urllib.parse import quote, unquote
 
 OPTIONS_ENV = "GREENLIGHT_MIGRATION_STATUS_OPTIONS"
@@ -52,6 +54,7 @@ STAGES = {
     "migrations": "loading the migration files",
     "plan": "reading the pending migrations",
     "models": "comparing the models with the migrations",
+    "data": "checking the rows already in the tables against the pending operations (data checks)",
 }
 SCHEMA_VERSION = 1
 
@@ -343,6 +346,13 @@ class Context:
         # Tables the plan renamed so far: current name -> (name before the plan,
         # "app.name" of the renaming migration, facts of the renaming operation).
         self.renamed = {}
+        # Data checks: the options, whether the database has no applied migration
+        # (no table has rows), the RunPython/RunSQL seen so far in the plan, and
+        # the checks queued for run_data_checks.
+        self.data = {"enabled": True, "values": False, "timeout": 10.0, "skip_tables": set()}
+        self.fresh = False
+        self.data_migrations = []
+        self.data_requests = []
 
 
 def state_tables(state, connection):
@@ -405,6 +415,10 @@ def operation_facts(op, app_label, state, ctx):
     table = facts.get("old_db_table") or (facts.get("model") or {}).get("db_table")
     if table and table in ctx.created_in:
         facts["new_table_from"] = ctx.created_in[table]
+    try:
+        plan_data_check(op, app_label, state, ctx, facts)
+    except Exception as exc:  # pylint: disable=broad-except  # an odd field: the check is skipped, not the inspection
+        facts["data_check"] = data_check_skipped(f"the check could not be built: {exception_last_line(exc)}")
     return facts
 
 
@@ -828,6 +842,511 @@ def _concurrent_index_forwards(op, app_label, editor, from_state, to_state):
 
 
 # ---------------------------------------------------------------------------
+# Data checks: whether the rows already in a table satisfy what a pending
+# operation adds (unique, NOT NULL, a shorter varchar, a CHECK, a foreign key).
+# Planned while the plan is walked (from the state just before the operation),
+# run afterwards with the ORM on the historical model rendered from that state:
+# SELECTs only, each operation bounded by data_check_timeout.
+# ---------------------------------------------------------------------------
+
+DATA_CHECK_SAMPLE = 5
+DATA_CHECK_VENDORS = ("postgresql", "sqlite")
+_VARCHAR_TYPE = re.compile(r"^(?:varchar|character varying)\((\d+)\)$", re.I)
+_TEXT_TYPE = re.compile(r"^(?:text|varchar|character varying)$", re.I)
+
+
+class DataCheckTimeout(Exception):
+    """A data check did not finish within data_check_timeout."""
+
+
+def _rows(count, verb=""):
+    """``1 row points`` / ``2 rows point``: ``verb`` is the plural form, an s is added for one row."""
+    if count == 1:
+        return f"1 row {verb}s" if verb else "1 row"
+    return f"{count} rows {verb}" if verb else f"{count} rows"
+
+
+def _q_text(node):
+    """A Q as a reader writes it: ``qty__gt=0 AND NOT (name='')``."""
+    from django.db.models import Q
+
+    if not isinstance(node, Q):
+        if isinstance(node, tuple) and len(node) == 2:
+            return f"{node[0]}={node[1]!r}"
+        return one_line(node)
+    parts = [_q_text(child) for child in node.children]
+    text = f" {node.connector} ".join(f"({part})" if " AND " in part or " OR " in part else part for part in parts)
+    return f"NOT ({text})" if node.negated else text
+
+
+def data_check_skipped(reason):
+    return {"checked": False, "violations": 0, "sample_keys": [], "skipped": reason, "seconds": 0.0, "found": []}
+
+
+def _fills_nulls(field, vendor, connection):
+    """Whether Django's AlterField to NOT NULL writes a value into the rows that hold NULL.
+
+    PostgreSQL: only with a default (``UPDATE ... WHERE col IS NULL``, the "four-way" alteration) or
+    a database default; a blank CharField's "" only becomes the column default, which fills no row.
+    SQLite rebuilds the table with ``coalesce(col, <effective default>)``.
+    """
+    if _has_db_default(field):
+        return True
+    if vendor == "postgresql":
+        return field.has_default() and field.get_default() is not None
+    return connection.SchemaEditorClass._effective_default(field) is not None
+
+
+def _constraint_condition(constraint):
+    """The Q of a CheckConstraint: ``condition`` since Django 5.1, ``check`` before."""
+    attributes = vars(constraint)
+    condition = attributes.get("condition")
+    return condition if condition is not None else attributes.get("check")
+
+
+def _unique_rule(keys, condition=None, nulls_distinct=True):
+    labels = [key if isinstance(key, str) else one_line(key) for key in keys]
+    what = ", ".join(labels)
+    if condition is not None:
+        what += f" (where {_q_text(condition)})"
+    return {"kind": "unique", "keys": list(keys), "labels": labels, "condition": condition,
+            "nulls_distinct": nulls_distinct, "what": what}  # fmt: skip
+
+
+def _add_field_rules(op, state, ctx):
+    field = op.field
+    if getattr(field, "many_to_many", False) or getattr(field, "generated", False) or field.primary_key:
+        return []
+    db_default = _has_db_default(field)
+    default = ctx.connection.SchemaEditorClass._effective_default(field)
+    filled = db_default or default is not None
+    rules = []
+    column = _column(field, op.name)
+    if not filled and not field.null:
+        sentence = f"{{n}} NULL in the new NOT NULL column {column} (no default)"
+        rules.append({"kind": "every_row", "min_rows": 1, "verb": "get", "sentence": sentence})
+    if field.unique and filled:
+        if db_default and type(field.db_default).__name__ != "Value":
+            reason = "the new unique column gets a database default expression, which may differ per row: not checked"
+            rules.append({"kind": "unsupported", "reason": reason})
+        else:
+            sentence = (
+                f"{{n}} the same value in the new unique column {column} (Django adds the column with one default "
+                "for every row)"
+            )
+            rules.append({"kind": "every_row", "min_rows": 2, "verb": "get", "sentence": sentence})
+    if _constrained_fk(field) and filled and not db_default:
+        rules.append(_fk_rule(field, op.name, state, ctx, value=default))
+    return rules
+
+
+def _constrained_fk(field):
+    return (
+        bool(getattr(field, "is_relation", False))
+        and not getattr(field, "many_to_many", False)
+        and bool(getattr(field, "db_constraint", False))
+    )
+
+
+def _fk_rule(field, name, state, ctx, value=None):
+    label = _target(field)
+    to_fields = getattr(field, "to_fields", None) or [None]
+    target_table = None
+    if label and "." in label:
+        target_app, target_model = label.split(".", 1)
+        target_table = model_facts(_model_state(state, target_app, target_model), target_app, ctx.connection)
+        target_table = target_table["db_table"]
+    return {"kind": "add_fk" if value is not None else "fk", "field": name, "target": label,
+            "to_field": to_fields[0], "value": value, "target_new": target_table in ctx.created_in}  # fmt: skip
+
+
+def _alter_field_rules(op, old, facts, state, ctx):
+    new = op.field
+    if facts.get("db_change") is not True or getattr(new, "many_to_many", False) or getattr(old, "many_to_many", False):
+        return []
+    if new.primary_key or old.primary_key or getattr(new, "generated", False) or getattr(old, "generated", False):
+        return []
+    vendor = ctx.connection.vendor
+    name = op.name
+    rules = []
+    if new.unique and not old.unique:
+        rules.append(_unique_rule([name]))
+    if old.null and not new.null and not _fills_nulls(new, vendor, ctx.connection):
+        rules.append({"kind": "null", "field": name, "column": _column(old, name)})
+    new_type, new_check = _db_parameters(new, name, ctx.connection)
+    old_type, old_check = _db_parameters(old, name, ctx.connection)
+    if vendor == "postgresql" and new_type and old_type:  # SQLite does not enforce a varchar's length
+        shorter = _VARCHAR_TYPE.match(new_type.strip())
+        longer = _VARCHAR_TYPE.match(old_type.strip())
+        if shorter and (
+            _TEXT_TYPE.match(old_type.strip()) or (longer and int(longer.group(1)) > int(shorter.group(1)))
+        ):
+            rules.append({"kind": "length", "field": name, "max_length": int(shorter.group(1))})
+    if new_check and new_check != old_check:
+        rules.append({"kind": "db_check", "field": name, "sql": new_check})
+    if _constrained_fk(new):
+        same = (
+            _constrained_fk(old)
+            and _target(old) == _target(new)
+            and (getattr(old, "to_fields", None) or [None])[0] == (getattr(new, "to_fields", None) or [None])[0]
+        )
+        if not same:
+            rules.append(_fk_rule(new, name, state, ctx))
+    return rules
+
+
+def _constraint_rules(constraint):
+    from django.db.models import CheckConstraint, UniqueConstraint
+
+    if isinstance(constraint, UniqueConstraint):
+        keys = list(constraint.fields) or list(constraint.expressions)
+        nulls_distinct = getattr(constraint, "nulls_distinct", None) is not False
+        return [_unique_rule(keys, constraint.condition, nulls_distinct)]
+    if isinstance(constraint, CheckConstraint):
+        return [{"kind": "check", "condition": _constraint_condition(constraint), "name": constraint.name}]
+    return [{"kind": "unsupported", "reason": f"greenlight does not check a {type(constraint).__name__}"}]
+
+
+def data_rules(op, app_label, state, ctx, facts):
+    """What the rows of the operation's table must satisfy, as rules for run_data_checks; [] when nothing."""
+    from django.db import migrations
+
+    bases = facts.get("bases") or []
+    if isinstance(op, migrations.AddField):
+        return _add_field_rules(op, state, ctx)
+    if isinstance(op, migrations.AlterField):
+        old = _state_field(_model_state(state, app_label, op.model_name), op.name)
+        return [] if old is None else _alter_field_rules(op, old, facts, state, ctx)
+    if isinstance(op, migrations.AddConstraint):
+        if "AddConstraintNotValid" in bases:  # NOT VALID: the rows already there are not checked
+            return []
+        return _constraint_rules(op.constraint)
+    if "ValidateConstraint" in bases:
+        model_state = _model_state(state, app_label, op.model_name)
+        for constraint in (model_state.options.get("constraints") or []) if model_state is not None else []:
+            if constraint.name == op.name:
+                return _constraint_rules(constraint)
+        return []
+    if isinstance(op, migrations.AlterUniqueTogether):
+        return [_unique_rule(list(keys)) for keys in facts.get("added") or []]
+    return []
+
+
+def _checked_model_name(op):
+    return getattr(op, "model_name", None) or getattr(op, "name", None)
+
+
+def _record_data_migration(op, app_label, facts, ctx):
+    """Remember a RunPython/RunSQL of the plan: later checks of the tables it may change are skipped."""
+    if facts.get("type") not in ("RunPython", "RunSQL") and not {"RunPython", "RunSQL"} & set(facts.get("bases") or []):
+        return
+    if facts.get("emits_sql") is False:
+        return
+    ctx.data_migrations.append(
+        {"migration": ctx.migration, "type": facts["type"], "app": app_label, "sql": facts.get("sql_text") or []}
+    )
+
+
+def _data_migration_before(ctx, app_label, table):
+    """The first RunPython of the same app, or RunSQL naming ``table``, earlier in the plan, or None."""
+    word = re.compile(rf"(?<![\w$]){re.escape(table)}(?![\w$])", re.I)
+    for item in ctx.data_migrations:
+        if item["type"] == "RunPython" and item["app"] == app_label:
+            return item
+        if item["type"] == "RunSQL" and any(word.search(text) for text in item["sql"]):
+            return item
+    return None
+
+
+def plan_data_check(op, app_label, state, ctx, facts):
+    """Set ``facts["data_check"]``: skipped with a reason, or queued for run_data_checks (None until then)."""
+    _record_data_migration(op, app_label, facts, ctx)
+    if facts.get("error") or facts.get("emits_sql") is False or not facts.get("model"):
+        return
+    rules = data_rules(op, app_label, state, ctx, facts)
+    if not rules:
+        return
+    table = facts["model"].get("db_table")
+    if ctx.fresh or not table or table in ctx.created_in:
+        return  # a table that the plan creates has no rows yet
+    unsupported = [rule["reason"] for rule in rules if rule["kind"] == "unsupported"]
+    rules = [rule for rule in rules if rule["kind"] != "unsupported"]
+    reason = None
+    earlier = _data_migration_before(ctx, app_label, table)
+    if not ctx.data["enabled"]:
+        reason = "data checks are off (data_checks=false)"
+    elif table in ctx.data["skip_tables"]:
+        reason = f"table {table} is in data_check_skip_tables"
+    elif ctx.connection.vendor not in DATA_CHECK_VENDORS:
+        reason = f"data checks run on PostgreSQL and SQLite, not on {ctx.connection.vendor}"
+    elif earlier is not None:
+        reason = (
+            f"not checked after a data migration: {earlier['migration']} runs {earlier['type']} earlier in the plan "
+            f"and can change the rows of {table}"
+        )
+    elif not rules:
+        reason = unsupported[0]
+    if reason:
+        facts["data_check"] = data_check_skipped(reason)
+        return
+    facts["data_check"] = None
+    ctx.data_requests.append(
+        {
+            "facts": facts,
+            "app": app_label,
+            "model": _checked_model_name(op),
+            "rules": rules,
+            "state": state.clone(),
+            "table": table,
+        }  # fmt: skip
+    )
+
+
+class _Deadline:
+    """Bounds the statements of one data check: statement_timeout on PostgreSQL, a progress handler on SQLite."""
+
+    def __init__(self, connection, seconds):
+        self.connection = connection
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.fired = False
+
+    def __enter__(self):
+        if self.connection.vendor == "sqlite":
+            self.connection.ensure_connection()
+            self.connection.connection.set_progress_handler(self._progress, 1000)
+        return self
+
+    def __exit__(self, *exc):
+        if self.connection.vendor == "sqlite" and self.connection.connection is not None:
+            self.connection.connection.set_progress_handler(None, 1000)
+        return False
+
+    def _progress(self):
+        if time.monotonic() > self.end:
+            self.fired = True
+            return 1
+        return 0
+
+    def arm(self):
+        """Call before each statement: the time left becomes its statement_timeout (PostgreSQL)."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            self.fired = True
+            raise DataCheckTimeout()
+        if self.connection.vendor == "postgresql":
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET LOCAL statement_timeout = %s", [max(1, int(left * 1000))])
+
+    def timed_out(self, exc):
+        if self.fired:
+            return True
+        for error in (exc, getattr(exc, "__cause__", None)):
+            code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+            if code == "57014":  # query_canceled: the statement_timeout
+                return True
+        return False
+
+
+def _value(value):
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + "..."
+    return value
+
+
+def _sample(queryset, deadline, columns):
+    """(primary keys, {label: value} per row) of the first offending rows in key order."""
+    names = list(columns)
+    deadline.arm()
+    rows = list(queryset.values_list("pk", *names)[:DATA_CHECK_SAMPLE])
+    keys = [row[0] for row in rows]
+    values = [{columns[name]: _value(item) for name, item in zip(names, row[1:])} for row in rows]
+    return keys, values
+
+
+def _check_unique(model, base, rule, deadline):
+    from django.db.models import Count, F, Sum, Window
+
+    queryset = base.filter(rule["condition"]) if rule["condition"] is not None else base
+    names, annotations, columns = [], {}, {}
+    for position, key in enumerate(rule["keys"]):
+        if isinstance(key, str):
+            names.append(key)
+            columns[model._meta.get_field(key).attname] = key
+        else:
+            expression = getattr(key, "expression", key) if type(key).__name__ == "OrderBy" else key
+            name = f"_greenlight_key{position}"
+            annotations[name] = expression
+            names.append(name)
+            columns.update((field, field) for field in _referenced_fields(expression, model))
+    if annotations:
+        queryset = queryset.annotate(**annotations)
+    if rule["nulls_distinct"]:
+        queryset = queryset.filter(**{f"{name}__isnull": False for name in names})
+    groups = queryset.order_by().values(*names).annotate(_greenlight_n=Count("pk")).filter(_greenlight_n__gt=1)
+    deadline.arm()
+    stats = groups.aggregate(rows=Sum("_greenlight_n"), values=Count("_greenlight_n"))
+    count = int(stats["rows"] or 0)
+    if not count:
+        return 0, [], [], None
+    window = Window(Count("pk"), partition_by=[F(name) for name in names])
+    offending = queryset.annotate(_greenlight_w=window).filter(_greenlight_w__gt=1).order_by(*names, "pk")
+    keys, values = _sample(offending, deadline, columns)
+    duplicated = stats["values"]
+    sentence = f"{_rows(count, 'share')} their {rule['what']} with another row ({duplicated} duplicated " + (
+        "value)" if duplicated == 1 else "values)"
+    )
+    return count, keys, values, sentence
+
+
+def _count_and_sample(queryset, deadline, columns):
+    deadline.arm()
+    count = queryset.order_by().count()
+    if not count:
+        return 0, [], []
+    keys, values = _sample(queryset.order_by("pk"), deadline, columns)
+    return count, keys, values
+
+
+def _check_rule(model, rule, ctx, deadline, state):
+    """(offending rows, sample keys, sample values, sentence) of one rule."""
+    from django.db.models import BooleanField, Exists, OuterRef, Q, Value
+    from django.db.models.expressions import RawSQL
+    from django.db.models.functions import Coalesce, Length
+
+    base = model._base_manager.using(ctx.alias).all()
+    kind = rule["kind"]
+    if kind == "unique":
+        return _check_unique(model, base, rule, deadline)
+    if kind == "null":
+        name = rule["field"]
+        count, keys, values = _count_and_sample(base.filter(**{f"{name}__isnull": True}), deadline, {name: name})
+        return count, keys, values, f"{_rows(count, 'hold')} NULL in {rule['column']}, which becomes NOT NULL"
+    if kind == "length":
+        name, limit = rule["field"], rule["max_length"]
+        queryset = base.annotate(_greenlight_len=Length(name)).filter(_greenlight_len__gt=limit)
+        count, keys, values = _count_and_sample(queryset, deadline, {name: name})
+        return count, keys, values, f"{_rows(count, 'hold')} more than {limit} characters in {name}"
+    if kind == "check":
+        condition = Coalesce(rule["condition"], Value(True), output_field=BooleanField())
+        queryset = base.filter(~Q(condition))
+        columns = {name: name for name in _referenced_fields(rule["condition"], model)}
+        count, keys, values = _count_and_sample(queryset, deadline, columns)
+        return count, keys, values, f"{_rows(count, 'fail')} the check {rule['name']}"
+    if kind == "db_check":
+        # The CHECK that Django's own db_parameters() writes for the column (no user input).
+        queryset = base.filter(RawSQL(f"NOT ({rule['sql']})", [], output_field=BooleanField()))  # noqa: S611
+        name = rule["field"]
+        count, keys, values = _count_and_sample(queryset, deadline, {name: name})
+        return count, keys, values, f"{_rows(count, 'fail')} the column's check {rule['sql']}"
+    if kind == "every_row":
+        deadline.arm()
+        count = base.order_by().count()
+        if count < rule["min_rows"]:
+            return 0, [], [], None
+        keys, _values = _sample(base.order_by("pk"), deadline, {})
+        return count, keys, [], rule["sentence"].format(n=_rows(count, rule["verb"]))
+    if kind in ("fk", "add_fk"):
+        target = state.apps.get_model(rule["target"])
+        to_field = rule["to_field"] or target._meta.pk.name
+        if kind == "add_fk":
+            deadline.arm()
+            if (
+                not rule["target_new"]
+                and target._base_manager.using(ctx.alias).filter(**{to_field: rule["value"]}).exists()
+            ):
+                return 0, [], [], None
+            deadline.arm()
+            count = base.order_by().count()
+            keys, _values = _sample(base.order_by("pk"), deadline, {})
+            sentence = f"{_rows(count, 'get')} {rule['value']!r}, which no row of {target._meta.db_table} has"
+            return count, keys, [], sentence if count else None
+        attname = model._meta.get_field(rule["field"]).attname
+        queryset = base.filter(**{f"{attname}__isnull": False})
+        if not rule["target_new"]:
+            queryset = queryset.exclude(Exists(target._base_manager.filter(**{to_field: OuterRef(attname)})))
+        count, keys, values = _count_and_sample(queryset, deadline, {attname: attname})
+        return count, keys, values, f"{_rows(count, 'point')} to no row of {target._meta.db_table}"
+    raise ValueError(f"unknown data check {kind}")  # pragma: no cover
+
+
+def _referenced_fields(condition, model):
+    """Concrete field names a Q refers to (the offending values of a CHECK), in model order."""
+    from django.db.models import F, Q
+
+    found = set()
+
+    def walk(node):
+        if isinstance(node, Q):
+            for child in node.children:
+                walk(child)
+        elif isinstance(node, tuple) and len(node) == 2:
+            found.add(str(node[0]).split("__", 1)[0])
+            walk(node[1])
+        elif isinstance(node, F):
+            found.add(str(node.name).split("__", 1)[0])
+        elif hasattr(node, "get_source_expressions"):
+            for child in node.get_source_expressions():
+                walk(child)
+
+    walk(condition)
+    names = []
+    for field in model._meta.concrete_fields:
+        if field.name in found or field.attname in found:
+            names.append(field.attname)
+    return names
+
+
+def run_data_check(request, ctx):
+    """The ``data_check`` of one operation: run every rule of it on the live database, read only."""
+    from django.db import DatabaseError, transaction
+
+    started = time.monotonic()
+    seconds = ctx.data["timeout"]
+    result = {"checked": True, "violations": 0, "sample_keys": [], "skipped": None, "seconds": 0.0, "found": []}
+    values = []
+    deadline = None
+    try:
+        model = request["state"].apps.get_model(request["app"], request["model"])
+        deadline = _Deadline(ctx.connection, seconds)
+        # PostgreSQL: a savepoint of the read-only transaction, rolled back, so that SET LOCAL and an error end
+        # with it. SQLite (read-only file, autocommit) needs none, and its progress handler would interrupt the
+        # ROLLBACK of one after the deadline.
+        savepoint = transaction.atomic(using=ctx.alias) if ctx.connection.vendor == "postgresql" else nullcontext()
+        with deadline, savepoint:
+            for rule in request["rules"]:
+                count, keys, rows, sentence = _check_rule(model, rule, ctx, deadline, request["state"])
+                if not count:
+                    continue
+                result["violations"] += count
+                result["found"].append(sentence)
+                for key, row in zip(keys, rows or [None] * len(keys)):
+                    if key not in result["sample_keys"] and len(result["sample_keys"]) < DATA_CHECK_SAMPLE:
+                        result["sample_keys"].append(key)
+                        values.append(row)
+            if ctx.connection.vendor == "postgresql":
+                transaction.set_rollback(True, using=ctx.alias)
+    except (DataCheckTimeout, DatabaseError) as exc:
+        if deadline is not None and deadline.timed_out(exc):
+            result = data_check_skipped(f"statement timeout after {seconds:g} s")
+        else:
+            result = data_check_skipped(f"the check failed: {exception_last_line(exc)}")
+    except Exception as exc:  # pylint: disable=broad-except  # an odd field or expression: say so, go on
+        result = data_check_skipped(f"the check could not be built: {exception_last_line(exc)}")
+    result["seconds"] = round(time.monotonic() - started, 3)
+    if ctx.data["values"] and result["checked"]:
+        result["sample_values"] = [row or {} for row in values]
+    return result
+
+
+def run_data_checks(ctx):
+    """Run the queued data checks in plan order; each request's facts get their ``data_check``."""
+    for request in ctx.data_requests:
+        request["facts"]["data_check"] = run_data_check(request, ctx)
+    ctx.data_requests = []
+
+
+# ---------------------------------------------------------------------------
 # Inspection
 # ---------------------------------------------------------------------------
 
@@ -1142,6 +1661,12 @@ def inspect_project(options):
         "warnings": warnings,
     }
     ctx = Context(connection, alias, router)
+    ctx.data.update(
+        enabled=options.get("data_checks", True) is not False,
+        values=bool(options.get("data_check_values")),
+        timeout=float(options.get("data_check_timeout") or 10),
+        skip_tables=set(options.get("data_check_skip_tables") or []),
+    )
     if connection.vendor == "postgresql":
         # Everything below runs in one read-only transaction that is rolled
         # back: even code imported from migration files cannot write.
@@ -1207,6 +1732,7 @@ def _collect(result, connection, ctx, options):
     result["unknown_applied"] = ["{}.{}".format(*key) for key in unknown if key[0] in installed]
     result["uninstalled_applied"] = ["{}.{}".format(*key) for key in unknown if key[0] not in installed]
     result["fresh_database"] = not recorded
+    ctx.fresh = not recorded
     result["squashed_unrecorded"] = sorted(
         "{}.{}".format(*key) for key in loader.replacements if key in loader.applied_migrations and key not in recorded
     )
@@ -1226,6 +1752,8 @@ def _collect(result, connection, ctx, options):
     entries, final_state = describe_pending(loader, full_plan, plan, ctx, bool(options.get("include_sql")))
     result["pending"] = entries
     result["table_sizes"] = table_sizes(connection, entries)
+    stage("data")
+    run_data_checks(ctx)
     if result["inconsistent_history"] is not None:
         # The state replayed from the database's history misses the migrations
         # recorded out of order; compare the models with the migrations' own

@@ -45,6 +45,7 @@ FAIL_ON_CHOICES = (
     "destructive",
     "failing",
     "uninstalled_applied",
+    "data_violations",
 )
 DEFAULT_FAIL_ON = [
     "unmigrated_changes",
@@ -902,6 +903,7 @@ def classify_migration(entry, include_sql=False, plan=None):
         if lock:
             operation["lock_table"] = locked_table(locking, plan.get("table_sizes"))
             operation["lock"] = lock + size_sentence(operation["lock_table"])
+        operation["data_check"] = data_check_of(facts)
         if facts.get("sql_error"):
             operation["sql_error"] = facts["sql_error"]
         operations.append(operation)
@@ -987,6 +989,47 @@ def _operations_with(pending, key):
     ]
 
 
+def data_check_of(facts):
+    """The operation's data check; for SeparateDatabaseAndState, the one of its database operations that found
+    offending rows, else the first one there is. None when nothing needed checking."""
+    if facts.get("data_check") is not None:
+        return facts["data_check"]
+    nested = [data_check_of(item) for item in facts.get("database_operations") or []]
+    nested = [item for item in nested if item is not None]
+    violated = [item for item in nested if item.get("violations")]
+    return (violated or nested or [None])[0]
+
+
+def _keys(keys):
+    return ", ".join(str(key) for key in keys)
+
+
+def data_violations(pending):
+    """``app.name: description — what the rows hold (primary keys ...)`` of every check that found rows."""
+    found = []
+    for item in pending:
+        for op in item["operations"]:
+            check = op.get("data_check") or {}
+            if check.get("violations"):
+                what = "; ".join(check.get("found") or []) or f"{check['violations']} offending rows"
+                found.append(
+                    f"{migration_label(item)}: {op['description']} — {what} (primary keys {_keys(check['sample_keys'])}"
+                    + (", ..." if check["violations"] > len(check["sample_keys"]) else "")
+                    + ")"
+                )
+    return found
+
+
+def data_checks_skipped(pending):
+    """``app.name: description — why`` of every data check that did not run."""
+    return [
+        f"{migration_label(item)}: {op['description']} — {op['data_check']['skipped']}"
+        for item in pending
+        for op in item["operations"]
+        if op.get("data_check") and op["data_check"].get("skipped")
+    ]
+
+
 def build_result(report, include_sql=False):
     """The module's return values (without ``failed_conditions``) from the inspector's report."""
     entries = report.get("pending") or []
@@ -1012,6 +1055,8 @@ def build_result(report, include_sql=False):
         "failing": _operations_with(pending, "fails"),
         "new_code": _operations_with(pending, "new_code"),
         "locking": _operations_with(pending, "lock"),
+        "data_violations": data_violations(pending),
+        "data_checks_skipped": data_checks_skipped(pending),
         "unmigrated_changes": dict(report.get("unmigrated_changes") or {}),
         "conflicts": dict(report.get("conflicts") or {}),
         "unknown_applied": list(report.get("unknown_applied") or []),
@@ -1039,6 +1084,7 @@ def failed_conditions(result, fail_on):
         "destructive": bool(result["destructive"]),
         "failing": bool(result["failing"]),
         "uninstalled_applied": bool(result["uninstalled_applied"]),
+        "data_violations": bool(result.get("data_violations")),
     }
     wanted = set(fail_on or [])
     return [name for name in FAIL_ON_CHOICES if name in wanted and hits[name]]
@@ -1146,6 +1192,14 @@ def _message_destructive(result):
     )
 
 
+def _message_data_violations(result):
+    return (
+        f"{_join(result['data_violations'])} — `manage.py migrate` would fail on the rows already in the database. "
+        "Fix those rows with a data migration (RunPython) that runs before this one, or clean the data by hand, "
+        "then deploy again. Nothing was applied: the check only read the database."
+    )
+
+
 _MESSAGES = {
     "unmigrated_changes": _message_unmigrated,
     "conflicts": _message_conflicts,
@@ -1157,6 +1211,7 @@ _MESSAGES = {
     "destructive": _message_destructive,
     "failing": _message_failing,
     "uninstalled_applied": _message_uninstalled_applied,
+    "data_violations": _message_data_violations,
 }
 
 

@@ -20,6 +20,9 @@ description:
     but not recorded yet.
   - Splits the plan into migrations to run before the traffic switch and after it (blue-green deploys), from
     markers set on the migration classes; see O(fail_on) and the notes.
+  - Checks the rows already in the database against each pending operation that they must satisfy (a unique
+    constraint, C(unique=True), NOT NULL, a shorter C(max_length), a CHECK constraint, a foreign key) and counts
+    the rows on which C(migrate) would fail (RV(pending[].operations[].data_check), O(data_checks)).
   - Runs everything in one process of the application's interpreter (O(venv) or O(python)) that starts Django
     once. It never runs C(makemigrations), never writes a file, and opens the database read-only (SQLite in
     read-only mode; on PostgreSQL a read-only transaction that is rolled back).
@@ -62,6 +65,9 @@ options:
         migration that is atomic.
       - V(uninstalled_applied) - the database records migrations of apps that are not in C(INSTALLED_APPS)
         (RV(uninstalled_applied)).
+      - V(data_violations) - rows already in the database violate what a pending operation adds, so C(migrate) would
+        fail on them (RV(data_violations)); the message names each migration, operation, the number of offending rows
+        and their primary keys.
       - V([]) only reports.
     type: list
     elements: str
@@ -76,6 +82,7 @@ options:
       - destructive
       - failing
       - uninstalled_applied
+      - data_violations
     default: [unmigrated_changes, conflicts, unknown_applied, inconsistent_history, phase_errors, failing]
   timeout:
     description:
@@ -91,6 +98,44 @@ options:
       - Costs about as much time as rendering the migration states, so leave it off for routine checks.
     type: bool
     default: false
+  data_checks:
+    description:
+      - Count, on the live database, the rows that would make a pending operation fail - duplicates for a new unique
+        constraint (also one on expressions such as C(Lower("name")), or with a condition), C(unique=True) or
+        C(unique_together); C(NULL) values for a column that becomes NOT NULL without a default that fills them; values
+        longer than a shorter C(max_length) (PostgreSQL; SQLite does not enforce it); rows that fail a new CHECK
+        constraint (or the check Django adds with a field such as C(PositiveIntegerField)); values that point to no row
+        for a new foreign key constraint; a new unique or NOT NULL column that every row would get the same value or
+        C(NULL) in.
+      - Each check is a read-only query built with Django's ORM on the historical model of the migration state just
+        before the operation. Tables created earlier in the plan have no rows and are not checked. A table that a
+        C(RunPython) of the same app or a C(RunSQL) that names it changes earlier in the plan is not checked (the data
+        migration may fix the rows); RV(pending[].operations[].data_check.skipped) says so.
+      - V(false) turns the checks off (each operation that has one reports it as skipped).
+    type: bool
+    default: true
+  data_check_values:
+    description:
+      - Add the values of the offending rows' constrained columns (RV(pending[].operations[].data_check.sample_values))
+        beside their primary keys.
+      - Values can be personal data, so only primary keys are reported unless this is V(true).
+    type: bool
+    default: false
+  data_check_timeout:
+    description:
+      - Seconds each operation's data check may take. On PostgreSQL every statement of the check gets the time left
+        as C(SET LOCAL statement_timeout) in a savepoint of the read-only transaction; on SQLite a progress handler
+        interrupts the query after the deadline.
+      - A check that takes longer is reported as skipped (C(statement timeout after N s)), not as a failure.
+    type: float
+    default: 10
+  data_check_skip_tables:
+    description:
+      - Tables (their database names, such as C(shop_order)) whose data checks are skipped, for example tables too
+        large to scan before a deploy. The skip is reported in RV(data_checks_skipped).
+    type: list
+    elements: str
+    default: []
 notes:
   - "Markers are class attributes of a C(Migration) class.
     C(greenlight_phase = \"after_switch\") runs the migration after the traffic switch (contract);
@@ -172,6 +217,15 @@ EXAMPLES = r"""
   loop: "{{ report.pending }}"
   loop_control:
     label: "{{ item.app }}.{{ item.name }}"
+
+- name: Refuse a release whose migrations would fail on the rows already in the database
+  greenlight.django.migration_status:
+    project_path: /srv/mysite/releases/2024-06-01
+    venv: /srv/mysite/releases/2024-06-01/.venv
+    fail_on: [unmigrated_changes, conflicts, failing, data_violations]
+    data_check_timeout: 30
+    # Too large to scan before a deploy: reported in data_checks_skipped.
+    data_check_skip_tables: [shop_event]
 
 - name: After the deploy, make sure nothing is left to migrate
   greenlight.django.migration_status:
@@ -326,6 +380,44 @@ pending:
             references both the model of the field and its target); else V(null).
           type: str
           sample: null
+        data_check:
+          description:
+            - Whether the rows already in the table satisfy what the operation adds (see O(data_checks)); V(null) when
+              the operation cannot fail on rows that are there (it adds nothing they must satisfy, its table is
+              created earlier in the plan, or the database has no applied migration).
+          type: dict
+          sample: {checked: true, violations: 2, sample_keys: [14, 15], skipped: null, seconds: 0.004,
+                   found: ["2 rows share their Lower(F(name)) with another row (1 duplicated value)"]}
+          contains:
+            checked:
+              description: Whether the check ran to the end.
+              type: bool
+            violations:
+              description: The number of offending rows (V(0) when RV(pending[].operations[].data_check.checked) is
+                V(false)).
+              type: int
+            sample_keys:
+              description: Primary keys of at most 5 offending rows, in key order (for a unique check, the rows of one
+                duplicated value side by side).
+              type: list
+              elements: raw
+            sample_values:
+              description: For each of RV(pending[].operations[].data_check.sample_keys), the values of the columns
+                the operation constrains (for a unique constraint on expressions, the columns they read).
+              returned: when O(data_check_values=true) and the check ran
+              type: list
+              elements: dict
+            found:
+              description: What the offending rows hold, one sentence per rule the operation adds.
+              type: list
+              elements: str
+            skipped:
+              description: Why the check did not run (O(data_checks=false), O(data_check_skip_tables), a data migration
+                earlier in the plan, C(statement timeout after N s), a query the database refused), else V(null).
+              type: str
+            seconds:
+              description: How long the check took.
+              type: float
         sql_error:
           description: Why the SQL of the operation could not be generated.
           returned: when O(include_sql=true) and the SQL could not be generated
@@ -390,6 +482,20 @@ locking:
   type: list
   elements: str
   sample: []
+data_violations:
+  description: "The operations whose data check found offending rows, as C(app.name: description - what the rows
+    hold (primary keys ...))."
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: str
+  sample: ["library.0002_genre_name_ci: Create constraint genre_name_ci on model genre - 2 rows share their
+    Lower(F(name)) with another row (1 duplicated value) (primary keys 1, 2)"]
+data_checks_skipped:
+  description: "The operations whose data check did not run, as C(app.name: description - why)."
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: str
+  sample: ["shop.0007_order_ref_unique: Alter field ref on order - table shop_order is in data_check_skip_tables"]
 new_code:
   description: The operations with a RV(pending[].operations[].new_code) problem, as C(app.name - description
     - why).
@@ -520,6 +626,10 @@ def argument_spec():
         fail_on=dict(type="list", elements="str", choices=list(FAIL_ON_CHOICES), default=list(DEFAULT_FAIL_ON)),
         include_sql=dict(type="bool", default=False),
         timeout=dict(type="int", default=300),
+        data_checks=dict(type="bool", default=True),
+        data_check_values=dict(type="bool", default=False),
+        data_check_timeout=dict(type="float", default=10.0),
+        data_check_skip_tables=dict(type="list", elements="str", default=[]),
     )
 
 
@@ -564,7 +674,12 @@ def no_result_message(python, rc, out, err, nonce, secrets):
     )
 
 
-def inspection_environment(nonce, project_path, settings, environment, database, include_sql, pythonpath, timeout):
+DATA_CHECK_OPTIONS = ("data_checks", "data_check_values", "data_check_timeout", "data_check_skip_tables")
+
+
+def inspection_environment(
+    nonce, project_path, settings, environment, database, include_sql, pythonpath, timeout, data_checks=None
+):
     """Variables for the inspector's process: the app's own, then ours (options travel as JSON, not argv)."""
     options = {
         "timeout": timeout,
@@ -576,6 +691,7 @@ def inspection_environment(nonce, project_path, settings, environment, database,
         "pythonpath": pythonpath or [],
         "secret_env": sorted(environment),
     }
+    options.update(data_checks or {})
     env = {"LC_ALL": "C", "LANGUAGE": "C"}
     env.update(environment)
     env.update(
@@ -600,6 +716,7 @@ def run_inspection(module, python, project_path, settings, environment, pythonpa
         module.params["include_sql"],
         pythonpath,
         module.params["timeout"],
+        {name: module.params[name] for name in DATA_CHECK_OPTIONS},
     )
     cmd = [python, "-"]
     rc, out, err = module.run_command(cmd, data=inspector_source(), cwd=project_path, environ_update=env)
@@ -617,6 +734,11 @@ def main():
         module, params["environment"], params["env_files"], params["venv"]
     )
 
+    if params["data_check_timeout"] <= 0:
+        module.fail_json(
+            msg="data_check_timeout must be a number of seconds greater than 0 (got "
+            f"{params['data_check_timeout']:g}); to turn the data checks off, set data_checks: false."
+        )
     project_path = os.path.abspath(params["project_path"])
     if not os.path.isdir(project_path):
         module.fail_json(

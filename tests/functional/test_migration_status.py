@@ -590,6 +590,9 @@ def test_shop_without_sql_classifies_the_same(make_project):
         for op in item["operations"]:
             if "sql_error" in op:
                 errors[item["name"]] = op.pop("sql_error")
+    for op in (op for result in (plain, with_sql) for item in result["pending"] for op in item["operations"]):
+        if op["data_check"]:
+            op["data_check"].pop("seconds")  # how long a data check took differs from run to run
     assert plain["pending"] == with_sql["pending"]
     # The constraint that 0017 adds is not in the database yet: sqlmigrate cannot name it either.
     assert list(errors) == ["0018_drop_unique_together"] and "Found wrong number (0) of constraints" in str(errors)
@@ -1883,3 +1886,227 @@ def test_weak_inputs_get_a_message_that_names_the_place(make_project, tmp_path):
         rc, result = project.run(settings="proj.other")
         assert rc == 1 and expected in _assert_one_paragraph(result), result["msg"]
         assert not (tmp_path / "no-such-dir").exists()
+
+
+# ---------------------------------------------------------------------------
+# Data checks: each case is an operation that can fail on the rows already in
+# its table, in two apps of one project - one seeded with offending rows, one
+# with rows that satisfy it. The module counts the offending rows and names
+# their primary keys; then `migrate` proves the verdict: it fails exactly where
+# rows were found.
+# ---------------------------------------------------------------------------
+
+DATA_INITIAL = f"""
+migrations.CreateModel(name="Owner", fields=[("id", {ID_FIELD}), ("name", models.CharField(max_length=20))]),
+migrations.CreateModel(
+    name="Genre",
+    fields=[
+        ("id", {ID_FIELD}),
+        ("name", models.CharField(max_length=30, null=True)),
+        ("qty", models.IntegerField(null=True)),
+        ("owner", models.ForeignKey(null=True, db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING,
+                                    to="{{app}}.owner")),
+    ],
+),
+"""
+
+LOWER_PRELUDE = "from django.db.models.functions import Lower"
+
+DEDUPLICATE_PRELUDE = """
+from django.db.models.functions import Lower
+
+
+def deduplicate(apps, schema_editor):
+    seen = set()
+    for genre in apps.get_model("dv_python", "Genre").objects.order_by("pk"):
+        if genre.name.lower() in seen:
+            genre.delete()
+        seen.add(genre.name.lower())
+"""
+
+
+def data_check_cases(version, db):
+    """case -> (0002 operations, prelude, {variant: (rows (name, qty, owner_id), violations, sample keys)}).
+
+    Variant "bad" holds offending rows, "ok" rows that satisfy the operation. violations None: no data check
+    (data_check null), the operation cannot fail on rows: NULLs that a default fills, or a shorter varchar on
+    SQLite, which does not enforce its length."""
+    check_kwarg = "condition" if version >= "5.1" else "check"
+    length_bad, length_ok = ((1, [1]), (0, [])) if db == "postgresql" else ((None, []), (None, []))
+    # fmt: off
+    return {
+        # The case of a real project: 'Fantasy' and 'fantasy' under a new case-insensitive unique constraint.
+        "lower": ('migrations.AddConstraint("genre", models.UniqueConstraint(Lower("name"), name="{app}_ci")),',
+                  LOWER_PRELUDE,
+                  {"bad": ([("Fantasy", 1, None), ("fantasy", 2, None), ("Drama", 3, None)], 2, [1, 2]),
+                   "ok": ([("Fantasy", 1, None), ("Drama", 3, None), (None, 4, None), (None, 5, None)], 0, [])}),
+        "partial": ('migrations.AddConstraint("genre", models.UniqueConstraint(fields=["name"], '
+                    'condition=Q(qty__gt=0), name="{app}_partial")),', "",
+                    {"bad": ([("a", 1, None), ("b", 1, None), ("a", 0, None), ("a", 2, None)], 2, [1, 4]),
+                     "ok": ([("a", 1, None), ("a", 0, None), ("a", None, None)], 0, [])}),
+        "field": ('migrations.AlterField("genre", "name", models.CharField(max_length=30, null=True, unique=True)),',
+                  "", {"bad": ([("x", 1, None), (None, 1, None), (None, 1, None), ("x", 1, None)], 2, [1, 4]),
+                       "ok": ([("x", 1, None), (None, 1, None), (None, 1, None), ("y", 1, None)], 0, [])}),
+        "together": ('migrations.AlterUniqueTogether("genre", {("name", "qty")}),', "",
+                     {"bad": ([("a", 1, None), ("a", 2, None), ("a", 1, None)], 2, [1, 3]),
+                      "ok": ([("a", 1, None), ("a", 2, None), ("a", None, None), ("a", None, None)], 0, [])}),
+        "notnull": ('migrations.AlterField("genre", "qty", models.IntegerField()),', "",
+                    {"bad": ([("a", None, None), ("b", 1, None), ("c", None, None)], 2, [1, 3]),
+                     "ok": ([("a", 1, None), ("b", 2, None)], 0, [])}),
+        # NOT NULL with a default: Django writes it into the NULL rows first, so nothing offends.
+        "filled": ('migrations.AlterField("genre", "qty", models.IntegerField(default=0), preserve_default=False),',
+                   "", {"ok": ([("a", None, None), ("b", 1, None)], None, [])}),
+        "check": (f'migrations.AddConstraint("genre", models.CheckConstraint({check_kwarg}=Q(qty__gte=0), '
+                  'name="{app}_qty")),', "",
+                  {"bad": ([("a", -1, None), ("b", None, None), ("c", 5, None), ("d", -3, None)], 2, [1, 4]),
+                   "ok": ([("b", None, None), ("c", 5, None)], 0, [])}),
+        "positive": ('migrations.AlterField("genre", "qty", models.PositiveIntegerField(null=True)),', "",
+                     {"bad": ([("a", 2, None), ("b", -1, None)], 1, [2]),
+                      "ok": ([("a", 2, None), ("b", None, None)], 0, [])}),
+        "length": ('migrations.AlterField("genre", "name", models.CharField(max_length=5, null=True)),', "",
+                   {"bad": ([("toolongname", 1, None), ("short", 1, None)], *length_bad),
+                    "ok": ([("short", 1, None), (None, 1, None)], *length_ok)}),
+        "fk": ('migrations.AlterField("genre", "owner", models.ForeignKey(null=True, '
+               'on_delete=django.db.models.deletion.DO_NOTHING, to="{app}.owner")),', "",
+               {"bad": ([("a", 1, 999), ("b", 1, 1), ("c", 1, None)], 1, [1]),
+                "ok": ([("b", 1, 1), ("c", 1, None)], 0, [])}),
+        "addunique": ('migrations.AddField("genre", "serial", models.IntegerField(default=0, unique=True), '
+                      "preserve_default=False),", "",
+                      {"bad": ([("a", 1, None), ("b", 1, None)], 2, [1, 2]), "ok": ([("a", 1, None)], 0, [])}),
+    }
+    # fmt: on
+
+
+def build_data_checks(project, cases, extra=None):
+    """One app per case and variant (dv_<case>_<variant>), 0001 migrated, rows seeded, 0002 pending.
+    ``extra``: app -> (operations, prelude, rows) of further apps. Returns {app: (violations, keys)}."""
+    apps = {}
+    for case, (operations, prelude, variants) in cases.items():
+        for variant, (rows, violations, keys) in variants.items():
+            apps[f"dv_{case}_{variant}"] = (operations, prelude, rows, violations, keys)
+    for app, (operations, prelude, rows) in (extra or {}).items():
+        apps[app] = (operations, prelude, rows, None, [])
+    project.setup(list(apps))
+    for app in apps:
+        project.migration(app, "0001_initial", [], DATA_INITIAL.replace("{app}", app), attributes="initial = True")
+    project.manage("migrate", "-v0")
+    for app, (operations, prelude, rows, _violations, _keys) in apps.items():
+        project.sql(f"INSERT INTO {app}_owner (name) VALUES ('first')")  # noqa: S608 - test data
+        values = ", ".join(
+            "({}, {}, {})".format(*("NULL" if item is None else repr(item) for item in row)) for row in rows
+        )
+        project.sql(f"INSERT INTO {app}_genre (name, qty, owner_id) VALUES {values}")  # noqa: S608 - test data
+        project.migration(app, "0002_change", [(app, "0001_initial")], operations.replace("{app}", app), "", prelude)
+    project.drop_bytecode()
+    return {app: (item[3], item[4]) for app, item in apps.items()}
+
+
+def data_check_of(result, app):
+    operations = pending_of(result, app)["operations"]
+    checks = [op["data_check"] for op in operations if op["data_check"] is not None]
+    return checks[-1] if checks else None
+
+
+DATA_MATRIX = [CORE_MATRIX[0], CORE_MATRIX[1], CORE_MATRIX[4], CORE_MATRIX[5]]  # Django 4.2 and 6.0
+
+
+@pytest.mark.parametrize("combo", DATA_MATRIX)
+def test_data_checks_count_the_rows_migrate_fails_on(make_project, combo):
+    version, db = combo
+    project = make_project(version, db)
+    python_case = {
+        # A data migration earlier in the plan may fix the rows: the check after it is skipped, not a refusal.
+        "dv_python": (
+            "migrations.RunPython(deduplicate),\n"
+            'migrations.AddConstraint("genre", models.UniqueConstraint(Lower("name"), name="dv_python_ci")),',
+            DEDUPLICATE_PRELUDE,
+            [("Fantasy", 1, None), ("fantasy", 2, None)],
+        )
+    }
+    expected = build_data_checks(project, data_check_cases(version, db), python_case)
+    bad = {app: item for app, item in expected.items() if item[0]}
+
+    rc, result = project.run(fail_on=["data_violations"])
+    assert rc == 1 and result["failed"] is True and result["failed_conditions"] == ["data_violations"], result
+    msg = result["msg"]
+    for app, (violations, keys) in expected.items():
+        check = data_check_of(result, app)
+        if app in python_case:
+            continue
+        if violations is None:
+            assert check is None, (app, check)
+            continue
+        assert check["checked"] is True and check["skipped"] is None, (app, check)
+        assert (check["violations"], check["sample_keys"]) == (violations, keys), (app, check)
+        assert check["seconds"] >= 0 and "sample_values" not in check
+        if violations:
+            assert f"{app}.0002_change: " in msg and f"primary keys {', '.join(map(str, keys))})" in msg, (app, msg)
+            assert f"{violations} row" in msg.split(f"{app}.0002_change: ", 1)[1].split("—")[1], (app, msg)
+        else:
+            assert f"{app}.0002_change" not in msg
+    assert sorted(line.split(":")[0] for line in result["data_violations"]) == sorted(
+        f"{app}.0002_change" for app in bad
+    )
+    assert "data migration" in msg and "clean the data by hand" in msg and "Nothing was applied" in msg, msg
+    lower = next(line for line in result["data_violations"] if line.startswith("dv_lower_bad."))
+    assert "2 rows share their Lower(F(name)) with another row" in lower and "primary keys 1, 2)" in lower, lower
+    # Keys only: the offending values are personal data, and never in the result unless asked for.
+    assert "Fantasy" not in json.dumps(result) and "toolongname" not in json.dumps(result)
+    skipped = data_check_of(result, "dv_python")
+    assert skipped["checked"] is False and skipped["skipped"] == (
+        "not checked after a data migration: dv_python.0002_change runs RunPython earlier in the plan and can "
+        "change the rows of dv_python_genre"
+    ), skipped
+    assert any(line.startswith("dv_python.0002_change: ") for line in result["data_checks_skipped"])
+
+    # Asked for: the values of the columns the operation constrains, beside the keys.
+    rc, result = project.run(fail_on=[], data_check_values=True)
+    assert rc == 0, result
+    assert data_check_of(result, "dv_lower_bad")["sample_values"] == [{"name": "Fantasy"}, {"name": "fantasy"}]
+    assert data_check_of(result, "dv_check_bad")["sample_values"] == [{"qty": -1}, {"qty": -3}]
+    assert data_check_of(result, "dv_fk_bad")["sample_values"] == [{"owner_id": 999}]
+
+    # The tables with offending rows skipped: nothing refuses, and the skips are said.
+    tables = [f"{app}_genre" for app in bad]
+    rc, result = project.run(fail_on=["data_violations"], data_check_skip_tables=tables)
+    assert rc == 0 and result["data_violations"] == [], result.get("msg")
+    for app in bad:
+        assert data_check_of(result, app)["skipped"] == f"table {app}_genre is in data_check_skip_tables"
+    # Turned off: every check says so, nothing refuses.
+    rc, result = project.run(fail_on=["data_violations"], data_checks=False)
+    assert rc == 0, result.get("msg")
+    checks = [data_check_of(result, app) for app in expected if data_check_of(result, app) is not None]
+    assert checks and {check["skipped"] for check in checks} == {"data checks are off (data_checks=false)"}
+
+    # Reality: migrate fails exactly where the module found offending rows.
+    for app, (violations, _keys) in expected.items():
+        proc = project.manage("migrate", app, "-v0", check=False)
+        assert (proc.returncode != 0) == bool(violations), (app, violations, proc.stderr[-400:])
+
+
+def test_data_check_timeout_and_cost(make_project):
+    """200 000 rows: a data check over its timeout is skipped with the reason, not a failure; with the default
+    timeout the same check runs."""
+    for db in ("sqlite", "postgresql"):
+        project = make_project("5.2", db)
+        cases = {"lower": data_check_cases("5.2", db)["lower"]}
+        cases["lower"] = (cases["lower"][0], cases["lower"][1], {"big": ([("Fantasy", 1, None)], None, [])})
+        build_data_checks(project, cases)
+        if db == "postgresql":
+            project.sql(
+                "INSERT INTO dv_lower_big_genre (name, qty) SELECT 'name ' || g, g FROM generate_series(1, 200000) g"
+            )
+        else:
+            project.sql(
+                "WITH RECURSIVE n(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM n WHERE g < 200000) "
+                "INSERT INTO dv_lower_big_genre (name, qty) SELECT 'name ' || g, g FROM n"
+            )
+        rc, result = project.run(fail_on=["data_violations"], data_check_timeout=0.01)
+        assert rc == 0, result.get("msg")
+        check = data_check_of(result, "dv_lower_big")
+        assert check["checked"] is False and check["skipped"] == "statement timeout after 0.01 s", (db, check)
+        assert check["seconds"] < 5, check
+        rc, result = project.run(fail_on=["data_violations"])
+        assert rc == 0, result.get("msg")
+        check = data_check_of(result, "dv_lower_big")
+        assert check["checked"] is True and check["violations"] == 0, (db, check)

@@ -425,3 +425,29 @@ class ProcessSampler:
         subprocess.run(["docker", "exec", CONTAINER, "touch", self.STOP], check=False, timeout=30)
         self.process.wait(timeout=60)
         return sh(f"sort -u {self.OUT}; rm -f {self.OUT} {self.STOP}")
+
+
+class SiteWatcher:
+    """What the site answers on /version (body and status, one line each), every 100 ms in the container, until
+    stopped (at most about 10 minutes)."""
+
+    OUT = "/run/greenlight-faults-site.out"
+    STOP = "/run/greenlight-faults-site.stop"
+
+    def __init__(self, app: App):
+        probe = f"curl -s --max-time 5 -H 'Host: {app.site}' -w ' %{{http_code}}' http://127.0.0.1/version"
+        script = (
+            f"rm -f {self.STOP} {self.OUT}; i=0; "
+            f"while [ ! -e {self.STOP} ] && [ $i -lt 6000 ]; do echo \"$({probe} | tr '\\n' ' ')\" >> {self.OUT}; "
+            "i=$((i+1)); sleep 0.1; done"
+        )
+        self.process = subprocess.Popen(
+            ["docker", "exec", CONTAINER, "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def stop(self) -> list[str]:
+        """Every answer seen, in order."""
+        subprocess.run(["docker", "exec", CONTAINER, "touch", self.STOP], check=False, timeout=30)
+        self.process.wait(timeout=60)
+        lines = sh(f"cat {self.OUT}; rm -f {self.OUT} {self.STOP}").splitlines()
+        return [" ".join(line.split()) for line in lines]

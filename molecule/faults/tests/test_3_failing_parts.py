@@ -3,7 +3,8 @@
 The simple deploy of demo v2 (two pending migrations) is tried against a
 release that never gets healthy, a full backup directory, a database that
 stops answering before migrate and an nginx configuration that fails
-`nginx -t`. (A blue-green switch that nginx refuses is in
+`nginx -t`; and a release whose new unique constraint the rows already in
+the table violate, refused before the window. (A blue-green switch that nginx refuses is in
 test_4_interrupts.py, between the kills; a migration that fails half way, v5, is proven by
 molecule/deploy: test_v5_fails_half_way_and_everything_is_put_back.)
 """
@@ -17,10 +18,13 @@ from faults_lib import (
     HOOKS,
     SIMPLE,
     ProcessSampler,
+    SiteWatcher,
+    differences,
     healthy,
     leaks,
     migrations,
     pointer,
+    psql,
     run,
     serves,
     sh,
@@ -130,3 +134,80 @@ def test_an_nginx_configuration_that_fails_nginx_t_stops_the_deploy_before_any_c
     assert float(SIMPLE.summary()["downtime_window_seconds"]) == 0
     assert after == before
     assert sh("nginx -t 2>&1 && echo fine").endswith("fine")
+
+
+TITLE_CI_MIGRATION = """\
+from django.db import migrations, models
+from django.db.models.functions import Lower
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0001_initial")]
+
+    operations = [
+        migrations.AddConstraint(
+            model_name="note",
+            constraint=models.UniqueConstraint(Lower("title"), name="notes_note_title_ci"),
+        ),
+    ]
+"""
+
+
+def title_ci_variant() -> str:
+    """demo v1 plus a migration that makes note titles unique regardless of case (models and migration agree)."""
+    source = EPHEMERAL / "demo" / "v1-title-ci"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(EPHEMERAL / "demo" / "v1", source)
+    (source / "VERSION").write_text("v1-title-ci\n")
+    models = source / "notes" / "models.py"
+    text = models.read_text()
+    text = text.replace(
+        "from django.db import models\n",
+        "from django.db import models\nfrom django.db.models.functions import Lower\n",
+        1,
+    )
+    meta = (
+        "    objects = NoteQuerySet.as_manager()\n\n"
+        "    class Meta:\n"
+        '        constraints = [models.UniqueConstraint(Lower("title"), name="notes_note_title_ci")]\n'
+    )
+    assert "    objects = NoteQuerySet.as_manager()\n" in text
+    models.write_text(text.replace("    objects = NoteQuerySet.as_manager()\n", meta, 1))
+    (source / "notes" / "migrations" / "0002_note_title_ci.py").write_text(TITLE_CI_MIGRATION)
+    return "v1-title-ci"
+
+
+def test_rows_a_new_unique_constraint_would_fail_on_refuse_the_deploy_before_the_window():
+    """'Fantasy' and 'fantasy' under a new case-insensitive unique constraint: today's migrate fails on them inside
+    the window; the data check refuses before it, naming the migration, the rows and their keys."""
+    write_note(SIMPLE, "Fantasy")
+    write_note(SIMPLE, "fantasy")
+    duplicated = (
+        "SELECT id FROM notes_note WHERE lower(title) IN "
+        "(SELECT lower(title) FROM notes_note GROUP BY 1 HAVING count(*) > 1) ORDER BY lower(title), id"
+    )
+    keys = psql(duplicated, SIMPLE.database).split()
+    assert len(keys) >= 2, keys
+    before = snapshot(SIMPLE)
+    watcher = SiteWatcher(SIMPLE)
+    try:
+        result = run(SIMPLE, title_ci_variant())
+    finally:
+        answers = watcher.stop()
+    after = snapshot(SIMPLE)
+    print(f"rows a new unique constraint would fail on: rc={result.rc} in {result.seconds:.1f} s")
+    assert result.rc != 0
+    output = result.output
+    assert "notes.0002_note_title_ci: Create constraint notes_note_title_ci on model note" in output, result
+    assert f"{len(keys)} rows share their Lower(F(title)) with another row" in output, result
+    assert f"(primary keys {', '.join(keys[:5])}" in output, result
+    assert "data migration" in output and "clean the data by hand" in output and "nothing was applied" in output
+    # Refused before the window: nothing changed (no backup, no release left, the schema and rows as they were),
+    # the old release answered every request, never the maintenance page.
+    assert differences(before, after) == []
+    assert answers and set(answers) == {"v1 200"}, sorted(set(answers))
+    summary = SIMPLE.summary()
+    assert summary["outcome"] == "refused" and summary["backup_file"] == "", summary
+    assert float(summary["downtime_window_seconds"]) == 0, summary
+    assert "notes.0002_note_title_ci" in summary["error"], summary
+    assert [name for name in migrations(SIMPLE) if name.startswith("notes.")] == V1_MIGRATIONS

@@ -468,6 +468,7 @@ def test_classify_migration_takes_the_worst_and_all_reversible():
         "lock_table",
         "new_code",
         "reason",
+        "data_check",
     }
     assert [o["data_loss"] for o in item["operations"]] == ["no", "unknown", "yes"]
     assert item["data_loss"] == "yes"
@@ -703,6 +704,8 @@ def test_build_result_splits_the_plan_and_ignores_after_switch_for_compatibility
         "failing",
         "locking",
         "new_code",
+        "data_violations",
+        "data_checks_skipped",
         "unmigrated_changes",
         "conflicts",
         "unknown_applied",
@@ -815,6 +818,54 @@ def test_incompatible_message_lists_unknown_and_skips_after_switch():
 def test_failure_message_joins_conditions():
     message = rules.failure_message(_problem_result(), ["conflicts", "pending"])
     assert message.index("conflicting migrations") < message.index("migrations not applied yet")
+
+
+def _data_check(violations, keys=(), skipped=None, found=()):
+    return {
+        "checked": skipped is None,
+        "violations": violations,
+        "sample_keys": list(keys),
+        "skipped": skipped,
+        "seconds": 0.01,
+        "found": list(found),
+    }
+
+
+def test_data_violations_name_the_migration_the_rows_and_what_to_do():
+    duplicates = _data_check(7, [3, 4, 8, 9, 12], found=["7 rows share their Lower(F(name)) with another row"])
+    nulls = _data_check(1, [5], found=["1 row holds NULL in qty, which becomes NOT NULL"])
+    report = dict(REPORT)
+    report["pending"] = [
+        entry("0002_ci", [op("AddConstraint", data_check=duplicates), op("AddField", data_check=_data_check(0))]),
+        entry(
+            "0003_state",
+            [op("SeparateDatabaseAndState", database_operations=[op("AddField"), op("AlterField", data_check=nulls)])],
+        ),
+        entry(
+            "0004_big", [op("AlterField", data_check=_data_check(0, skipped="table big is in data_check_skip_tables"))]
+        ),
+    ]
+    result = rules.build_result(report)
+    assert result["data_violations"] == [
+        "notes.0002_ci: AddConstraint description — 7 rows share their Lower(F(name)) with another row "
+        "(primary keys 3, 4, 8, 9, 12, ...)",
+        "notes.0003_state: SeparateDatabaseAndState description — 1 row holds NULL in qty, which becomes NOT NULL "
+        "(primary keys 5)",
+    ]
+    assert result["data_checks_skipped"] == [
+        "notes.0004_big: AlterField description — table big is in data_check_skip_tables"
+    ]
+    assert result["pending"][1]["operations"][0]["data_check"] == nulls
+    assert rules.failed_conditions(result, ["data_violations"]) == ["data_violations"]
+    message = rules.failure_message(result, ["data_violations"])
+    assert message.startswith("notes.0002_ci: AddConstraint description — 7 rows share"), message
+    assert "Fix those rows with a data migration (RunPython) that runs before this one, or clean the data by hand" in (
+        message
+    )
+    assert message.endswith("Nothing was applied: the check only read the database.") and "\n" not in message
+    # Checked without offending rows, or skipped: no refusal.
+    report["pending"] = [entry("0002_ci", [op("AddConstraint", data_check=_data_check(0))]), report["pending"][2]]
+    assert rules.failed_conditions(rules.build_result(report), ["data_violations"]) == []
 
 
 def test_worst():

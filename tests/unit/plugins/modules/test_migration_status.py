@@ -133,6 +133,10 @@ def test_runs_the_inspector_in_the_application_python(project):
         "pythonpath": ["/opt/lib"],
         "secret_env": ["DATABASE_URL", "DEBUG_LEVEL"],
         "timeout": 300,
+        "data_checks": True,
+        "data_check_values": False,
+        "data_check_timeout": 10.0,
+        "data_check_skip_tables": [],
     }
     assert len(options["nonce"]) == 32
     assert "s3cret" not in env[inspector.OPTIONS_ENV]  # secrets travel only as the app's own variables
@@ -477,3 +481,13 @@ def test_inspector_helpers():
         raise SyntaxError("invalid syntax", ("m.py", 3, 1, "x"))
     except SyntaxError as exc:
         assert inspector.exception_last_line(exc) == "SyntaxError: invalid syntax (m.py, line 3)"
+
+
+@pytest.mark.parametrize("seconds", [0, -1.5])
+def test_data_check_timeout_must_be_positive(project, seconds):
+    root, venv = project
+    kind, result, run_command = run({"project_path": str(root), "venv": str(venv), "data_check_timeout": seconds})
+    assert kind == "fail"
+    assert result["msg"].startswith(f"data_check_timeout must be a number of seconds greater than 0 (got {seconds:g})")
+    assert "data_checks: false" in result["msg"]
+    run_command.assert_not_called()
