@@ -152,10 +152,12 @@ class Bench:
 
 
 def migrate_hosts(result: harness.PlaybookRun) -> list[str]:
-    """Hosts that reported a result for the migrate role's task that applies the migrations."""
+    """Hosts that reported a result for a task that applies the migrations: the migrate role's (blue-green), or
+    the downtime window's own call of the migrate module (simple deploy)."""
     hosts: list[str] = []
     for name in {name for _stamp, name in result.tasks()}:
-        if name.startswith("greenlight.django.migrate :") and re.search(r"\| Apply\b", name):
+        role_task = name.startswith("greenlight.django.migrate :") and re.search(r"\| Apply\b", name)
+        if role_task or name.startswith("Window | Migrate"):
             hosts += result.task_hosts(name)
     return sorted(set(hosts))
 
