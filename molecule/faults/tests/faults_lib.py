@@ -401,33 +401,45 @@ def leaks(text: str) -> list[str]:
     return [secret for secret in SECRETS if secret in text]
 
 
-class ProcessSampler:
-    """Every command line in the container, sampled every 20 ms until stopped (at most about 5 minutes).
+class _ContainerLoop:
+    """A shell command run in the container every `interval` seconds, at most `rounds` times, each run appending
+    to a file there (a pipe would fill up and stall the loop), until stopped."""
 
-    The samples go to a file in the container (a pipe would fill up and stall the sampler).
-    """
+    OUT = ""
+    STOP = ""
 
-    OUT = "/run/greenlight-faults-sampler.out"
-    STOP = "/run/greenlight-faults-sampler.stop"
-
-    def __init__(self):
+    def __init__(self, command: str, interval: float, rounds: int):
         script = (
             f"rm -f {self.STOP} {self.OUT}; i=0; "
-            f"while [ ! -e {self.STOP} ] && [ $i -lt 15000 ]; do ps -eo args >> {self.OUT}; "
-            "i=$((i+1)); sleep 0.02; done"
+            f"while [ ! -e {self.STOP} ] && [ $i -lt {rounds} ]; do {command} >> {self.OUT}; "
+            f"i=$((i+1)); sleep {interval}; done"
         )
         self.process = subprocess.Popen(
             ["docker", "exec", CONTAINER, "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
-    def stop(self) -> str:
-        """The distinct command lines seen."""
+    def _stop(self, read: str) -> str:
+        """Stop the loop; what `read` (a shell command on the file) prints."""
         subprocess.run(["docker", "exec", CONTAINER, "touch", self.STOP], check=False, timeout=30)
         self.process.wait(timeout=60)
-        return sh(f"sort -u {self.OUT}; rm -f {self.OUT} {self.STOP}")
+        return sh(f"{read} {self.OUT}; rm -f {self.OUT} {self.STOP}")
 
 
-class SiteWatcher:
+class ProcessSampler(_ContainerLoop):
+    """Every command line in the container, sampled every 20 ms until stopped (at most about 5 minutes)."""
+
+    OUT = "/run/greenlight-faults-sampler.out"
+    STOP = "/run/greenlight-faults-sampler.stop"
+
+    def __init__(self):
+        super().__init__("ps -eo args", 0.02, 15000)
+
+    def stop(self) -> str:
+        """The distinct command lines seen."""
+        return self._stop("sort -u")
+
+
+class SiteWatcher(_ContainerLoop):
     """What the site answers on /version (body and status, one line each), every 100 ms in the container, until
     stopped (at most about 10 minutes)."""
 
@@ -436,18 +448,8 @@ class SiteWatcher:
 
     def __init__(self, app: App):
         probe = f"curl -s --max-time 5 -H 'Host: {app.site}' -w ' %{{http_code}}' http://127.0.0.1/version"
-        script = (
-            f"rm -f {self.STOP} {self.OUT}; i=0; "
-            f"while [ ! -e {self.STOP} ] && [ $i -lt 6000 ]; do echo \"$({probe} | tr '\\n' ' ')\" >> {self.OUT}; "
-            "i=$((i+1)); sleep 0.1; done"
-        )
-        self.process = subprocess.Popen(
-            ["docker", "exec", CONTAINER, "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        super().__init__(f"echo \"$({probe} | tr '\\n' ' ')\"", 0.1, 6000)
 
     def stop(self) -> list[str]:
         """Every answer seen, in order."""
-        subprocess.run(["docker", "exec", CONTAINER, "touch", self.STOP], check=False, timeout=30)
-        self.process.wait(timeout=60)
-        lines = sh(f"cat {self.OUT}; rm -f {self.OUT} {self.STOP}").splitlines()
-        return [" ".join(line.split()) for line in lines]
+        return [" ".join(line.split()) for line in self._stop("cat").splitlines()]
