@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Build a local Debian base image for the molecule scenarios and functional
 # tests. Usage: base-image.sh [SUITE] (or GREENLIGHT_DEBIAN_SUITE), SUITE one of
-#   bookworm  Debian 12, Python 3.11, PostgreSQL 15 (the default)
-#   trixie    Debian 13, Python 3.13, PostgreSQL 17
+#   bookworm  Debian 12, Python 3.11, PostgreSQL 15, MariaDB 10.11 (the default)
+#   trixie    Debian 13, Python 3.13, PostgreSQL 17, MariaDB 11.8
+# Redis (a broker for background workers) is there too. MariaDB and Redis are
+# installed but not started at boot: the scenarios that use them start them,
+# the others do not pay for them.
 # No registry is needed: the root file system comes from debootstrap and is
 # imported with `docker import`. The tag names the suite and a hash of this
 # recipe, so an image is rebuilt only when its recipe changes. Prints the tag
@@ -23,6 +26,7 @@ PACKAGES=(
   python3 python3-venv python3-apt python3-psycopg2
   systemd systemd-sysv dbus sudo procps iproute2 curl ca-certificates locales-all
   postgresql postgresql-client nginx rsync sqlite3 git
+  mariadb-server mariadb-client redis-server
 )
 RECIPE_VERSION=1  # bump to force a rebuild after changing the steps below
 
@@ -60,6 +64,7 @@ debootstrap --variant=minbase --cache-dir="$cache" --include="$include" "$SUITE"
 # Container niceties: no getty on a console that does not exist, no
 # first-boot wizard, an empty machine-id generated at boot, slim apt lists.
 chroot "$root" systemctl mask getty@tty1.service serial-getty@ttyS0.service systemd-firstboot.service >/dev/null 2>&1 || true
+chroot "$root" systemctl disable mariadb.service redis-server.service >/dev/null 2>&1
 : > "$root/etc/machine-id"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
 rm -f "$root/etc/apt/sources.list.d/debian.sources"
