@@ -137,6 +137,12 @@ def test_v1_serves_from_blue(host):
     # converge used the ports of earlier versions
     assert host.socket("tcp://127.0.0.1:8001").is_listening
     assert upstream_servers(host, "blue") == ["127.0.0.1:8001"]
+    # ASGI: the async view sees an ASGI request, from gunicorn with uvicorn's worker class.
+    assert fetch(host, "/served-by") == ("200", "asgi v1\n")
+    assert (
+        "--worker-class uvicorn_worker.UvicornWorker"
+        in host.file("/etc/systemd/system/greenlight-demo@.service").content_string
+    )
     V1_STYLESHEET.append(stylesheet(host))
     assert fetch(host, V1_STYLESHEET[0]) == ("200", V1_CSS)
 
@@ -159,6 +165,7 @@ def test_v2_with_strategy_auto_switches_to_green_without_a_window_or_a_failed_re
     assert upstream_servers(host, "green") == ["unix:/run/greenlight-demo/green.sock"]
     assert upstream_servers(host, "blue") == ["unix:/run/greenlight-demo/blue.sock"]
     assert summary()["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+    assert fetch(host, "/served-by") == ("200", "asgi v2\n")
 
 
 def test_a_page_v1_rendered_still_gets_its_stylesheet_after_the_switch_to_v2(host):
