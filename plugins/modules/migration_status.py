@@ -69,7 +69,7 @@ options:
         fail on them (RV(data_violations)); the message names each migration, operation, the number of offending rows
         and their primary keys.
       - V(applied_outside_deploy) - the database records as applied migrations that the migration ledger of
-        greenlight.django does not know (RV(applied_outside_deploy)): applied after the ledger's baseline by
+        greenlight.django does not know (RV(applied_outside_deploy)), that is applied after the ledger's baseline by
         something other than M(greenlight.django.migrate), for example C(manage.py migrate) run by hand on a
         server - also when the name matches a migration of the code.
       - V(changed_since_applied) - an applied migration's operations or dependencies differ from those recorded in
