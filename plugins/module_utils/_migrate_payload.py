@@ -365,20 +365,26 @@ def migrate(args: Options, result: dict) -> None:
             return
         before = applied_set(connection)
         try:
-            if args.phase == "before_switch":
-                for app, name in targets:
-                    call_command(
-                        "migrate", app, name, database=args.database, interactive=False, verbosity=1, stdout=sys.stderr
-                    )
-            else:
-                call_command("migrate", database=args.database, interactive=False, verbosity=1, stdout=sys.stderr)
+            with ledger_recording(args, executor.loader, result):
+                if args.phase == "before_switch":
+                    for app, name in targets:
+                        call_command(
+                            "migrate",
+                            app,
+                            name,
+                            database=args.database,
+                            interactive=False,
+                            verbosity=1,
+                            stdout=sys.stderr,
+                        )
+                else:
+                    call_command("migrate", database=args.database, interactive=False, verbosity=1, stdout=sys.stderr)
         finally:
             with contextlib.suppress(Exception):
                 now = applied_set(connection)
                 result["applied"] = [item for item in plan if item in now and item not in before]
                 remaining = [item for item in plan if item not in now]
                 result["failed_migration"] = remaining[0] if remaining else None
-                record(args, executor.loader, connection, result, "applied", sorted(now - before))
 
 
 def release_of(args: Options) -> dict:
@@ -396,30 +402,45 @@ def ensure_ledger(args: Options, loader, connection, result: dict) -> None:
     result["ledger_baseline"] = [f"{event['app']}.{event['name']}" for event in events]
 
 
-def record(args: Options, loader, connection, result: dict, event: str, labels: list[str]) -> None:
-    """Append one event per migration to the ledger; a failure to do so is reported, not raised (the
-    migrations are applied either way: the next inspection then reports them as applied outside a deploy)."""
-    if not labels:
-        return
+@contextlib.contextmanager
+def ledger_recording(args: Options, loader, result: dict):
+    """While Django migrates: append the ledger's event of each migration in the same transaction as Django's
+    own row in django_migrations (MigrationRecorder.record_applied / record_unapplied run inside the migration's
+    transaction), so that a migration is never applied without its event, even when the process is killed."""
+    from django.db.migrations.recorder import MigrationRecorder
+
     ledger = ledger_module()
-    try:
+    record_applied, record_unapplied = MigrationRecorder.record_applied, MigrationRecorder.record_unapplied
+    recorded = result.setdefault("ledger_recorded", [])
+
+    def event(recorder, app, name, kind):
         ledger.append(
-            connection,
+            recorder.connection,
             [
                 dict(
                     release_of(args),
-                    app=label.split(".", 1)[0],
-                    name=label.split(".", 1)[1],
-                    event=event,
-                    checksum=ledger.code_checksum(loader, tuple(label.split(".", 1))),
+                    app=app,
+                    name=name,
+                    event=kind,
+                    checksum=ledger.code_checksum(loader, (app, name)),
                 )
-                for label in labels
             ],
         )
-    except Exception as exc:  # noqa: BLE001 - reported beside what was applied
-        result["ledger_error"] = f"recording {', '.join(labels)} as {event} in the migration ledger failed: {exc}"
-        return
-    result["ledger_recorded"] = result.get("ledger_recorded", []) + labels
+        recorded.append(f"{app}.{name}")
+
+    def applied(recorder, app, name):
+        record_applied(recorder, app, name)
+        event(recorder, app, name, "applied")
+
+    def unapplied(recorder, app, name):
+        record_unapplied(recorder, app, name)
+        event(recorder, app, name, "unapplied")
+
+    MigrationRecorder.record_applied, MigrationRecorder.record_unapplied = applied, unapplied
+    try:
+        yield
+    finally:
+        MigrationRecorder.record_applied, MigrationRecorder.record_unapplied = record_applied, record_unapplied
 
 
 def accept(args: Options, executor, connection, result: dict) -> None:
@@ -470,24 +491,25 @@ def unapply(args: Options, executor, connection, result: dict) -> None:
         return
     before = applied_set(connection)
     try:
-        for app, name in targets:
-            call_command(
-                "migrate",
-                app,
-                name or "zero",
-                database=args.database,
-                interactive=False,
-                verbosity=1,
-                stdout=sys.stderr,
-            )
+        # A database whose ledger was never created (no migrate of this module ran there) records nothing.
+        recording = ledger_module().exists(connection)
+        with ledger_recording(args, executor.loader, result) if recording else contextlib.nullcontext():
+            for app, name in targets:
+                call_command(
+                    "migrate",
+                    app,
+                    name or "zero",
+                    database=args.database,
+                    interactive=False,
+                    verbosity=1,
+                    stdout=sys.stderr,
+                )
     finally:
         with contextlib.suppress(Exception):
             now = applied_set(connection)
             result["unapplied"] = [item for item in plan if item in before and item not in now]
             remaining = [item for item in plan if item in now]
             result["failed_migration"] = remaining[0] if remaining else None
-            if ledger_module().exists(connection):
-                record(args, executor.loader, connection, result, "unapplied", sorted(before - now))
 
 
 def explain(exc: BaseException, result: dict, args: Options) -> str:

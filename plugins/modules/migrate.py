@@ -28,7 +28,8 @@ description:
   - Records each migration it applies or unapplies in the migration ledger, the table
     C(greenlight_migration_ledger) of greenlight.django in the same database (never created by a migration of the
     project), with a checksum of its operations and dependencies, the release (the name of O(project_path)'s
-    directory) and its revision (the first line of its C(REVISION) file), and when. The first run on a database
+    directory) and its revision (the first line of its C(REVISION) file), and when - in the transaction in which
+    Django records the migration in C(django_migrations), so the two never disagree. The first run on a database
     without the ledger creates it and records what is applied then as the baseline (RV(ledger_baseline)).
     M(greenlight.django.migration_status) reads it to report migrations applied outside a deploy and migrations
     changed since they were applied.
@@ -245,17 +246,12 @@ ledger_baseline:
   sample: [auth.0001_initial, notes.0001_initial]
 ledger_recorded:
   description: The migrations this run recorded as applied (or, with O(unapply), unapplied) in the migration
-    ledger - with a squashed migration also the migrations it replaces.
-  returned: when migrations were applied or unapplied
+    ledger - with a squashed migration also the migrations it replaces. Each event is written in the transaction
+    in which Django records the migration in C(django_migrations), so after a failure it lists what stays applied.
+  returned: when the run migrated
   type: list
   elements: str
   sample: [notes.0002_note_tag]
-ledger_error:
-  description: Why the migrations this run applied could not be recorded in the ledger (they stay applied;
-    M(greenlight.django.migration_status) then reports them as applied outside a deploy).
-  returned: when recording failed
-  type: str
-  sample: "recording notes.0002_note_tag as applied in the migration ledger failed: disk full"
 phase:
   description: O(phase), V(reverse) with O(unapply), V(accept) with O(accept).
   returned: always
@@ -482,7 +478,7 @@ def main():
     for key in ("plan", "applied", "unapplied", "failed_migration", "lock"):
         if reported.get(key) is not None:
             outcome[key] = reported[key]
-    for key in ("accepted", "ledger_baseline", "ledger_recorded", "ledger_error"):
+    for key in ("accepted", "ledger_baseline", "ledger_recorded"):
         if reported.get(key) is not None:
             outcome[key] = reported[key]
     if not reported.get("ok"):
@@ -495,8 +491,6 @@ def main():
             changed=bool(outcome["applied"] or outcome["unapplied"]),
             **outcome,
         )
-    if outcome.get("ledger_error"):
-        module.warn(outcome["ledger_error"])
     changed = bool(
         outcome["applied"]
         or outcome["unapplied"]
