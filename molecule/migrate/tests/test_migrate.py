@@ -125,7 +125,7 @@ def ledger_events(db) -> str:
     return db.query("SELECT string_agg(name || ':' || event, ',' ORDER BY id) FROM greenlight_migration_ledger")
 
 
-def test_a_migration_applied_by_hand_on_the_server_is_refused_before_anything_changes(host, db):
+def test_a_migration_applied_by_hand_on_the_server_is_refused_until_accepted(host, db):
     # converge's first migrate took the baseline (v1, migrated by hand in prepare) and recorded v2.
     assert "0001_initial:baseline" in ledger_events(db) and "0003_backfill_tag:applied" in ledger_events(db)
     # On the server, by hand, the migration that a later release has under the same name.
@@ -141,6 +141,20 @@ def test_a_migration_applied_by_hand_on_the_server_is_refused_before_anything_ch
         assert "applied to the database outside a deploy" in message
         assert "greenlight.django.ledger_repair" in message
         assert db.snapshot() == before  # 0005 not applied, nothing recorded
+        # Reviewed: accepted with the playbook an AWX job template runs (its survey gives text), recorded with
+        # who and why; the inspection then passes (check mode: nothing is applied).
+        answers = {
+            "greenlight_app_name": "demo",
+            "greenlight_ledger_accept": "notes.0004_note_rating",
+            "greenlight_ledger_reason": "reviewed: v5's 0004 is what ran",
+            "awx_user_name": "alice",
+            "migrate_release_path": release("v5"),
+        }
+        repair = run_step("ledger_repair.yml", answers)
+        assert repair.rc == 0, repair.output[-3000:]
+        accepted = "SELECT recorded_by || '|' || reason FROM greenlight_migration_ledger WHERE event = 'accepted'"
+        assert db.query(accepted) == "alice|reviewed: v5's 0004 is what ran"
+        assert run_step("migrate.yml", {"migrate_release_path": release("v5")}, check=True).rc == 0
     finally:
         back = host.run("/srv/demo/bin/manage %s migrate --noinput notes 0003_backfill_tag", release("v5"))
         assert back.rc == 0, back.stderr
