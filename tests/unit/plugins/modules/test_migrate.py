@@ -226,6 +226,18 @@ def test_unapply_reports_what_it_unapplied(release):
         ({"unapply": ["notes. 0004"]}, "unapply must list migrations as app_label.migration_name (got notes. 0004)"),
         ({"lock_timeout": -1}, "lock_timeout must be 0 or more seconds (got -1)"),
         ({"app_name": " "}, "app_name must name the application"),
+        (
+            {"accept": ["notes.0004_note_rating"], "accept_by": "jane"},
+            "accept needs accept_by (who reviewed) and accept_reason (why the migrations are accepted)",
+        ),
+        (
+            {"accept": ["notes.0004_note_rating"], "accept_by": "jane", "accept_reason": "ok", "expect": ["a.b"]},
+            "accept records a review and migrates nothing: leave expect and unapply empty with it",
+        ),
+        (
+            {"accept": ["notes"], "accept_by": "jane", "accept_reason": "ok"},
+            "accept must list migrations as app_label.migration_name (got notes)",
+        ),
     ],
 )
 def test_bad_input_fails_before_anything_runs(release, overrides, message):
