@@ -82,7 +82,9 @@ def run_module(collections: str, module: str, args: dict, python: str) -> float:
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     env = dict(os.environ, PYTHONPATH=collections, PYTHONDONTWRITEBYTECODE="1")
     started = time.monotonic()
-    done = subprocess.run([sys.executable, str(path), str(args_file)], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, str(path), str(args_file)], capture_output=True, text=True, env=env, check=False
+    )
     seconds = time.monotonic() - started
     args_file.unlink()
     result = json.loads(done.stdout)
@@ -129,7 +131,7 @@ def main() -> None:
     ours = str(REPO / "build" / "collections")
     runs: dict[str, dict[str, list[float]]] = {"ledger": {}, "baseline": {}}
     with tempfile.TemporaryDirectory() as work:
-        for _ in range(options.repeat):
+        for _run in range(options.repeat):
             for label, collections in (("ledger", ours), ("baseline", options.baseline_collections)):
                 for name, seconds in measure(collections, options.python, options.migrations, Path(work)).items():
                     runs[label].setdefault(name, []).append(seconds)
