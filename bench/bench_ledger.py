@@ -9,8 +9,13 @@ without it - run the way Ansible runs them (``python plugins/modules/<module>.py
 * ``migrate, 1 pending``: the steady state of a deploy (with the ledger: one event, one checksum);
 * ``migration_status, N applied``: the inspection (with the ledger: reads it and checksums N migrations).
 
+Whole module calls vary by tens of milliseconds on a busy machine, more than the ledger adds; so the ledger's own
+steps are also timed inside one Django process (``--in-process``): the checksums of N migrations, a baseline of N
+events, one event, and the findings over N applied migrations.
+
     python bench/bench_ledger.py --python build/venvs/django-4.2/bin/python \\
         --baseline-collections /path/to/main/build/collections --migrations 100 --repeat 5
+    python bench/bench_ledger.py --python build/venvs/django-4.2/bin/python --migrations 300 --in-process
 """
 
 from __future__ import annotations
@@ -120,14 +125,59 @@ def measure(collections: str, python: str, count: int, work: Path) -> dict:
     return times
 
 
+IN_PROCESS = """
+import os, sys, time
+sys.path[:0] = [os.getcwd(), {collections!r}]
+os.environ["DJANGO_SETTINGS_MODULE"] = "proj.settings"
+import django
+django.setup()
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+from ansible_collections.greenlight.django.plugins.module_utils import _ledger as ledger
+
+def timed(label, work):
+    started = time.perf_counter()
+    work()
+    print(f"{{label:44}} {{(time.perf_counter() - started) * 1000:8.2f}} ms")
+
+loader = MigrationLoader(connection)
+migrations = list(loader.disk_migrations.values())
+timed(f"checksums of {{len(migrations)}} migrations", lambda: [ledger.checksum(m) for m in migrations])
+call_command("migrate", verbosity=0)
+ledger.create(connection)
+release = {{"release": "r", "revision": "x"}}
+baseline = lambda: ledger.append(connection, ledger.baseline_events(connection, loader, release))  # noqa: E731
+timed("baseline (one event per applied migration)", baseline)
+last = sorted(loader.disk_migrations)[-1]
+event = dict(release, app=last[0], name=last[1], event="applied", checksum=ledger.code_checksum(loader, last))
+timed("one applied event (checksum and INSERT)", lambda: ledger.append(connection, [event]))
+timed("findings over every applied migration", lambda: ledger.findings(connection, loader))
+"""
+
+
+def in_process(python: str, count: int, work: Path) -> None:
+    root = project(work / "in-process", count)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    script = IN_PROCESS.format(collections=str(REPO / "build" / "collections"))
+    subprocess.run([python, "-c", script], cwd=root, check=True, env=env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", required=True, help="interpreter of a virtualenv with Django")
-    parser.add_argument("--baseline-collections", required=True, help="collections path of the checkout to compare")
+    parser.add_argument("--baseline-collections", help="collections path of the checkout to compare")
     parser.add_argument("--migrations", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--in-process", action="store_true", help="time the ledger's own steps only")
     options = parser.parse_args()
     options.python = os.path.abspath(options.python)
+    if options.in_process:
+        with tempfile.TemporaryDirectory() as work:
+            in_process(options.python, options.migrations, Path(work))
+        return
+    if not options.baseline_collections:
+        parser.error("--baseline-collections is needed unless --in-process")
     ours = str(REPO / "build" / "collections")
     runs: dict[str, dict[str, list[float]]] = {"ledger": {}, "baseline": {}}
     with tempfile.TemporaryDirectory() as work:
