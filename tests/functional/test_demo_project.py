@@ -292,6 +292,8 @@ def test_built_version_is_complete(built, version):
         "Django==5.2.19",
         "gunicorn==27.0.1",
         "psycopg[binary]==3.3.9",
+        "celery==5.5.3",
+        "redis==5.2.1",
     ]
 
 
