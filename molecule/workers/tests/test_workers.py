@@ -84,7 +84,7 @@ def main_pid(host, unit: str) -> str:
 
 def test_v1_runs_a_worker_and_beat_as_the_application_user(host):
     for unit in (WORKER, BEAT):
-        assert host.service(unit).is_running
+        assert host.service(unit).is_running, host.run(f"journalctl -u {unit} --no-pager -n 30").stdout
         assert host.service(unit).is_enabled
         assert host.check_output(f"ps -o user= -p {main_pid(host, unit)}") == "demo"
     send(host, "notes.tasks.record", "ping-v1")
