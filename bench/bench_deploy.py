@@ -40,6 +40,12 @@ once more with v2.2 on G: wall time and the PLAY RECAP's changed count.
     python bench/bench_deploy.py                                  # 3 rounds, fresh containers each, ~25 min
     python bench/bench_deploy.py --smoke                          # one container, one pass of each code path, ~2 min
     python bench/bench_deploy.py --update-results bench/RESULTS.md  # also write the section and the plot
+    python bench/bench_deploy.py --workers                        # v1 -> v2 without, with an idle, with a busy worker
+
+``--workers``: the same change (v1 -> v2, two migrations) with greenlight on three containers alike but for
+``wsgi_processes``: none; a Celery worker (Redis from Debian's redis-server in the container) that is idle; the
+same worker ``--busy`` seconds into a task when the deploy starts. The window a worker adds is its graceful stop,
+which waits for the task in hand.
 
 Needs Docker and the base image (``make setup``).
 """
@@ -421,6 +427,64 @@ def one_round(bench: Bench, number: int, smoke: bool) -> list[Step]:
             container.remove()
 
 
+WORKER_PROCESSES = {"worker": {"command": "celery -A demo worker --concurrency 1", "stop_timeout": 120}}
+
+
+def workers_round(bench: Bench, busy: float) -> list[tuple[str, Step]]:
+    """v1 -> v2 with greenlight on three containers: no worker, an idle worker, a worker busy for `busy` s."""
+    tag = os.getpid()
+    kinds = ("no worker", "idle worker", f"worker {busy:g} s into a task")
+    containers = [Container(f"greenlight-bench-deploy-w{n}-{tag}", bench.image) for n in range(len(kinds))]
+    try:
+        harness.start_containers(containers)
+        hosts = {}
+        for n, container in enumerate(containers):
+            variables = harness.app_vars(bench.workdir)
+            variables["greenlight_summary_file"] = str(bench.workdir / f"summary-{container.name}.json")
+            if n > 0:
+                variables["wsgi_processes"] = WORKER_PROCESSES
+                container.sh("systemctl start redis-server")
+            hosts[container.name] = variables
+        inventory = harness.write_inventory(bench.workdir / "inventory.json", hosts)
+        for container in containers:
+            harness.create_database(container)
+            bench.greenlight(container, inventory, "v1", what=f"set-up deploy of v1 to {container.name}")
+        steps = []
+        for kind, container in zip(kinds, containers):
+            if kind.endswith("task"):
+                container.sh(
+                    "cd /srv/demo/current && set -a && . /srv/demo/shared/.env && set +a && "
+                    f".venv/bin/celery -A demo call notes.tasks.slow --args '[\"busy\", {busy}]'"
+                )
+                for _attempt in range(120):
+                    if container.sql("SELECT count(*) FROM notes_note WHERE title = 'busy begin'") == "1":
+                        break
+                    time.sleep(0.5)
+                else:
+                    raise BenchError(f"{container.name}: the worker did not start the slow task")
+            say(f"workers: {kind}")
+            steps.append((kind, bench.measure(Step("migrations", "greenlight", "v2"), container, inventory)))
+            if (
+                kind.endswith("task")
+                and container.sql("SELECT count(*) FROM notes_note WHERE title = 'busy end'") != "1"
+            ):
+                raise BenchError(f"{container.name}: the task in hand was not finished exactly once")
+        return steps
+    finally:
+        for container in containers:
+            container.remove()
+
+
+def workers_report(steps: list[tuple[str, Step]]) -> str:
+    lines = [
+        "| simple deploy v1 -> v2 | window seen by the probe | window in the summary | wall |",
+        "| --- | --- | --- | --- |",
+    ]
+    for kind, step in steps:
+        lines.append(f"| {kind} | {window_of(step):.2f} s | {step.reported_window or 0:.2f} s | {step.wall:.1f} s |")
+    return "\n".join(lines)
+
+
 # --- report -----------------------------------------------------------------------------------------
 
 
@@ -632,7 +696,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds, fresh containers each (default 3)")
     parser.add_argument("--rate", type=float, default=20, help="probe requests per second (default 20)")
     parser.add_argument("--update-results", type=Path, help="write the section into this RESULTS.md, and the plot")
+    parser.add_argument("--workers", action="store_true", help="the window without, with an idle, a busy worker")
+    parser.add_argument("--busy", type=float, default=5, help="seconds the busy worker's task has left (default 5)")
     args = parser.parse_args(argv)
+    if args.workers:
+        harness.stop_on_sigterm()
+        harness.ensure_collection_link()
+        with tempfile.TemporaryDirectory(prefix="greenlight-bench-deploy-") as tmp:
+            try:
+                section = workers_report(
+                    workers_round(Bench(Path(tmp), harness.base_image(), args.rate, False), args.busy)
+                )
+            except BenchError as exc:
+                print(f"bench_deploy: {exc}", file=sys.stderr)
+                return 1
+        say("\n" + section)
+        return 0
     rounds = 1 if args.smoke else args.rounds
     write = bool(args.update_results) and not args.smoke
 

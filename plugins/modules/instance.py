@@ -23,6 +23,9 @@ description:
   - Whatever fails, the message says which step and ends with the unit's last O(journal_lines) journal lines;
     the result still says what was done (RV(actions)) and what the pointer referenced before (RV(pointer_before)),
     so that a caller can put things back.
+  - The application's other processes of the instance (O(processes) - Celery workers, a scheduler) follow the
+    unit - stopped in the same C(systemctl stop), so that the slowest graceful stop alone sets how long it
+    takes, and started or restarted with it.
   - Used by the M(greenlight.django.wsgi) role for every start, stop, restart and reload, and by the deploy
     playbooks for their downtime window (maintenance page on and stop as one step; switch, start, health and
     maintenance page off as another).
@@ -52,8 +55,18 @@ options:
     choices: [started, stopped, restarted, reloaded]
   enabled:
     description:
-      - Whether the unit starts at boot. Unset - left as it is.
+      - Whether the unit (and each of O(processes)) starts at boot. Unset - left as it is.
     type: bool
+  processes:
+    description:
+      - Units of the application's other processes that run from the same pointer, for example
+        C(greenlight-shop-worker-1@current.service). They go with O(state) - V(stopped) stops them in the same
+        C(systemctl stop) as the unit (all at once, each within its own stop timeout); V(started) starts those
+        that do not run, in the same C(systemctl start) as the unit; V(restarted) restarts them with it;
+        V(reloaded) restarts them (they have no reload). They have no health probe - started means running.
+    type: list
+    elements: str
+    default: []
   daemon_reload:
     description:
       - Run C(systemctl daemon-reload) before acting, so that systemd reads unit files changed since - but only
@@ -186,12 +199,17 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["maintenance page on", "nginx reloaded", "stopped"]
+  sample: ["maintenance page on", "nginx reloaded", "stopped", "stopped greenlight-shop-worker-1@current.service"]
 was_active:
   description: Whether the unit ran before the module acted.
   returned: always
   type: bool
   sample: true
+processes:
+  description: Each unit of O(processes) and whether it runs (C(active), C(inactive), ...) once the module acted.
+  returned: always
+  type: dict
+  sample: {greenlight-shop-worker-1@current.service: active}
 pointer_before:
   description: With O(pointer), the release the pointer referenced before (empty - none).
   returned: always
@@ -260,6 +278,7 @@ def argument_spec():
         unit=dict(type="str", required=True),
         state=dict(type="str", required=True, choices=list(SYSTEMCTL_VERBS)),
         enabled=dict(type="bool"),
+        processes=dict(type="list", elements="str", default=[]),
         daemon_reload=dict(type="bool", default=False),
         pointer=dict(
             type="dict",
@@ -353,6 +372,37 @@ def unlisted_dropins(unit, listed):
     return sorted(path for entry, path in found.items() if entry not in known)
 
 
+# What systemctl is-active calls running (a stop of these is needed, a start is not).
+RUNNING = ("active", "activating", "reloading", "deactivating")
+PAST = {"start": "started", "stop": "stopped", "restart": "restarted", "reload": "reloaded"}
+
+
+def states_by_unit(units, out):
+    """systemctl is-active's answer for several units (one line each, in order), as unit -> state."""
+    lines = out.splitlines()
+    return {unit: (lines[index].strip() if index < len(lines) else "unknown") for index, unit in enumerate(units)}
+
+
+def unit_plan(unit, state, unit_active, processes, running):
+    """The systemctl calls (verb, units) that bring the unit and its processes to the state, in order.
+
+    A stop stops whatever runs in one call (systemd stops them side by side: the slowest graceful stop sets the
+    time); a start starts whatever does not run in one call; a restart restarts all in one call; a reload
+    reloads the unit (starts it when it does not run) and restarts the processes, which have no reload.
+    """
+    idle = [name for name in processes if name not in running]
+    if state == "stopped":
+        units = ([unit] if unit_active else []) + [name for name in processes if name in running]
+        return [("stop", units)] if units else []
+    if state == "started":
+        units = ([] if unit_active else [unit]) + idle
+        return [("start", units)] if units else []
+    if state == "restarted":
+        return [("restart", [unit, *processes])]
+    plan = [("reload" if unit_active else "start", [unit])]
+    return plan + ([("restart", list(processes))] if processes else [])
+
+
 class Instance:
     """One call's work on the unit; each step appends to actions, a failure ends the module."""
 
@@ -367,6 +417,7 @@ class Instance:
             "was_active": False,
             "pointer_before": "",
             "daemon_reloaded": False,
+            "processes": {},
         }
         self.systemctl = module.get_bin_path("systemctl", required=True)
 
@@ -374,17 +425,13 @@ class Instance:
         lines = self.params["journal_lines"]
         journal = ""
         if lines:
+            units = [self.unit, *self.params["processes"]]
             _rc, out, _err = self.module.run_command(
-                [
-                    self.module.get_bin_path("journalctl") or "journalctl",
-                    "--unit",
-                    self.unit,
-                    "--lines",
-                    str(lines),
-                    "--no-pager",
-                ]
+                [self.module.get_bin_path("journalctl") or "journalctl"]
+                + [arg for unit in units for arg in ("--unit", unit)]
+                + ["--lines", str(lines), "--no-pager"]
             )
-            journal = f"\nLast {lines} journal lines of {self.unit}:\n{out.rstrip()}"
+            journal = f"\nLast {lines} journal lines of {', '.join(units)}:\n{out.rstrip()}"
         self.module.fail_json(msg=f"{problem}{journal}", step=step, **self.result)
 
     def done(self, action):
@@ -398,24 +445,34 @@ class Instance:
             self.fail(step, f"{problem}: systemctl {' '.join(args)} failed: {(err or out).strip()}")
         return out
 
-    def query(self, verb):
-        _rc, out, _err = self.module.run_command([self.systemctl, verb, self.unit])
+    def query(self, verb, unit=None):
+        _rc, out, _err = self.module.run_command([self.systemctl, verb, unit or self.unit])
         return out.strip()
 
-    def needs_daemon_reload(self):
+    def process_states(self):
+        """What systemd says of each of the processes (active, inactive, failed, ...), in one call."""
+        processes = self.params["processes"]
+        if not processes:
+            return {}
+        _rc, out, _err = self.module.run_command([self.systemctl, "is-active", *processes])
+        return states_by_unit(processes, out)
+
+    def needs_daemon_reload(self, unit):
         """Whether systemd has to reload its units before the unit acts (see UNIT_DIRS); a failed question: yes."""
         rc, out, _err = self.module.run_command(
-            [self.systemctl, "show", "--property=NeedDaemonReload,LoadState,DropInPaths", self.unit]
+            [self.systemctl, "show", "--property=NeedDaemonReload,LoadState,DropInPaths", unit]
         )
         if rc != 0:
             return True
         shown = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
         if shown.get("NeedDaemonReload") != "no" or shown.get("LoadState") != "loaded":
             return True
-        return bool(unlisted_dropins(self.unit, shown.get("DropInPaths", "").split()))
+        return bool(unlisted_dropins(unit, shown.get("DropInPaths", "").split()))
 
     def daemon_reload(self):
-        if not self.params["daemon_reload"] or self.module.check_mode or not self.needs_daemon_reload():
+        if not self.params["daemon_reload"] or self.module.check_mode:
+            return
+        if not any(self.needs_daemon_reload(unit) for unit in [self.unit, *self.params["processes"]]):
             return
         self.run("systemd", "daemon-reload")
         self.result["daemon_reloaded"] = True
@@ -479,24 +536,32 @@ class Instance:
             if not self.module.check_mode:
                 self.run("systemd", "enable" if wanted else "disable", self.unit)
             self.done("enabled" if wanted else "disabled")
+        others = [
+            unit
+            for unit in self.params["processes"]
+            if (self.query("is-enabled", unit) in ("enabled", "enabled-runtime")) != wanted
+        ]
+        if others:
+            if not self.module.check_mode:
+                self.run("systemd", "enable" if wanted else "disable", *others)
+            for unit in others:
+                self.done(f"{'enabled' if wanted else 'disabled'} {unit}")
 
     def act(self):
-        """Bring the unit to the state; whether it (re)started, so that health needs a series of answers."""
+        """Bring the unit and its processes to the state; whether the unit (re)started (health needs a series)."""
         state = self.params["state"]
         active = self.result["was_active"]
-        if state == "started" and active:
-            return False
-        if state == "stopped":
-            if active:
-                if not self.module.check_mode:
-                    self.run("systemd", "stop", self.unit)
-                self.done("stopped")
-            return False
-        verb = "start" if not active else SYSTEMCTL_VERBS[state]
-        if not self.module.check_mode:
-            self.run("systemd", verb, self.unit)
-        self.done({"start": "started", "restart": "restarted", "reload": "reloaded"}[verb])
-        return True
+        running = self.process_states()
+        processes = self.params["processes"]
+        plan = unit_plan(self.unit, state, active, processes, [unit for unit in processes if running[unit] in RUNNING])
+        for verb, units in plan:
+            if not self.module.check_mode:
+                self.run("systemd", verb, *units)
+            for unit in units:
+                past = PAST[verb]
+                self.done(past if unit == self.unit else f"{past} {unit}")
+        self.result["processes"] = running if self.module.check_mode else self.process_states()
+        return any(self.unit in units for verb, units in plan if verb != "stop")
 
     def probe(self, acted):
         health = self.params["health"]

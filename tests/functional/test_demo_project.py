@@ -295,6 +295,8 @@ def test_built_version_is_complete(built, version):
         "psycopg[binary]==3.3.9",
         "uvicorn==0.55.0",
         "uvicorn-worker==0.4.0",
+        "celery==5.5.3",
+        "redis==5.2.1",
     ]
 
 

@@ -33,8 +33,9 @@ with open(log_file, "a") as handle:
     handle.write(" ".join(args) + "\\n")
 verb, unit = args[0], (args[1] if len(args) > 1 else "")
 if verb == "is-active":
-    print("active" if state["active"].get(unit) else "inactive")
-    sys.exit(0 if state["active"].get(unit) else 3)
+    for one in args[1:]:
+        print("active" if state["active"].get(one) else "inactive")
+    sys.exit(0 if any(state["active"].get(one) for one in args[1:]) else 3)
 if verb == "is-enabled":
     print("enabled" if state["enabled"].get(unit) else "disabled")
     sys.exit(0 if state["enabled"].get(unit) else 1)
@@ -49,15 +50,17 @@ if verb == "show":
 if verb == "daemon-reload" and state.get("reload_fails"):
     print("Failed to reload daemon: Access denied", file=sys.stderr)
     sys.exit(1)
-if verb in ("start", "restart", "reload") and unit in state.get("broken", []):
+units = [one for one in args[1:] if not one.startswith("-")]
+if verb in ("start", "restart", "reload") and set(units) & set(state.get("broken", [])):
     print("Job for " + unit + " failed.", file=sys.stderr)
     sys.exit(1)
-if verb in ("start", "restart", "reload"):
-    state["active"][unit] = True
-elif verb == "stop":
-    state["active"][unit] = False
-elif verb in ("enable", "disable"):
-    state["enabled"][unit] = verb == "enable"
+for one in units:
+    if verb in ("start", "restart", "reload"):
+        state["active"][one] = True
+    elif verb == "stop":
+        state["active"][one] = False
+    elif verb in ("enable", "disable"):
+        state["enabled"][one] = verb == "enable"
 with open(state_file, "w") as handle:
     json.dump(state, handle)
 """
@@ -329,3 +332,55 @@ def test_the_drop_in_directories_are_the_ones_systemd_reads():
         "service.d",
     ]
     assert instance.dropin_dirs("nginx.service") == ["nginx.service.d", "service.d"]
+
+
+WORKER, BEAT = "greenlight-shop-worker-1@current.service", "greenlight-shop-beat-1@current.service"
+
+
+def test_the_processes_stop_with_the_unit_in_one_systemctl_stop(host):
+    host.set_units(active={UNIT: True, WORKER: True, BEAT: False, "nginx": True})
+    result = run({"unit": UNIT, "state": "stopped", "processes": [WORKER, BEAT]})
+    assert f"stop {UNIT} {WORKER}" in host.calls()
+    assert not host.units()["active"][WORKER]
+    assert result["processes"] == {WORKER: "inactive", BEAT: "inactive"}
+    assert result["actions"] == ["stopped", f"stopped {WORKER}"]
+
+
+def test_a_start_starts_the_processes_that_do_not_run_with_the_unit(host, gunicorn):
+    host.set_units(active={UNIT: False, WORKER: True, BEAT: False, "nginx": True})
+    result = run({"unit": UNIT, "state": "started", "processes": [WORKER, BEAT], "health": health(host)})
+    assert f"start {UNIT} {BEAT}" in host.calls()
+    assert result["processes"] == {WORKER: "active", BEAT: "active"}
+
+
+def test_a_restart_restarts_the_processes_too(host, gunicorn):
+    host.set_units(active={UNIT: True, WORKER: True, "nginx": True})
+    run({"unit": UNIT, "state": "restarted", "processes": [WORKER], "health": health(host)})
+    assert f"restart {UNIT} {WORKER}" in host.calls()
+
+
+def test_check_mode_leaves_the_processes_as_they_are(host):
+    host.set_units(active={UNIT: True, WORKER: True, "nginx": True})
+    result = run({"unit": UNIT, "state": "stopped", "processes": [WORKER]}, check=True)
+    assert host.units()["active"][WORKER]
+    assert result["changed"] and f"stopped {WORKER}" in result["actions"]
+
+
+@pytest.mark.parametrize(
+    ("state", "unit_active", "running", "plan"),
+    [
+        ("stopped", True, ["w"], [("stop", ["u", "w"])]),
+        ("stopped", False, [], []),
+        ("started", True, ["w"], [("start", ["b"])]),
+        ("started", True, ["w", "b"], []),
+        ("restarted", False, [], [("restart", ["u", "w", "b"])]),
+        ("reloaded", True, ["w"], [("reload", ["u"]), ("restart", ["w", "b"])]),
+    ],
+)
+def test_unit_plan(state, unit_active, running, plan):
+    assert instance.unit_plan("u", state, unit_active, ["w", "b"], running) == plan
+
+
+def test_states_by_unit_reads_one_line_per_unit():
+    assert instance.states_by_unit(["a", "b"], "active\nfailed\n") == {"a": "active", "b": "failed"}
+    assert instance.states_by_unit(["a", "b"], "active\n") == {"a": "active", "b": "unknown"}
