@@ -115,7 +115,7 @@ def stylesheet(host) -> str:
 def fetch(host, url: str) -> tuple[str, str]:
     """(status, body) of a GET from inside the container."""
     result = host.run(f"curl -s --max-time 5 -w '\\n%{{http_code}}' http://127.0.0.1{url}")
-    body, _, status = result.stdout.rpartition("\n")
+    body, _newline, status = result.stdout.rpartition("\n")
     return status, body
 
 
