@@ -157,7 +157,7 @@ def test_an_unknown_plan_id_is_refused_before_anything_changes(host):
     assert summary()["outcome"] == "refused"
 
 
-def test_a_release_changed_after_approval_is_refused_naming_what_differs(host):
+def test_a_plan_approved_before_a_new_commit_and_migration_is_refused_naming_them(host):
     """A commit with a new migration lands between the review and the deploy."""
     approved = approved_plan()
     changed = EPHEMERAL / "demo" / "v2-later"
