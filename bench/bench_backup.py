@@ -24,6 +24,13 @@ The medians are compared: the dump step against ``pg_dump -Fc`` (target:
 within 5 %), the whole playbook against it, and what ``pending`` saves when
 nothing is pending.
 
+On the same database, the cost of the data checks before the window: a copy
+of the release gains a pending migration that adds a case-insensitive unique
+constraint on ``notes_note.title`` (``UniqueConstraint(Lower("title"))``), and
+``greenlight.django.migration_status`` inspects it with ``data_checks`` on and
+off, interleaved; the report gives both and the check's own time (its
+``seconds``), and checks that the check ran and found no offending row.
+
     python bench/bench_backup.py                                  # >= 200 MB, 5 rounds, several minutes
     python bench/bench_backup.py --smoke                          # tiny database, one round, under a minute
     python bench/bench_backup.py --update-results bench/RESULTS.md
@@ -109,6 +116,44 @@ BACKUP_PLAYBOOK = """
       ansible.builtin.include_role:
         name: greenlight.django.backup
 """
+
+
+# greenlight.django.migration_status on a copy of the release with one more pending migration, data checks on or
+# off (bench_data_checks); prints the check of that migration's operation on a line of its own.
+DATA_CHECK_PLAYBOOK = """
+- name: Inspect
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Inspect the release with a new unique constraint
+      greenlight.django.migration_status:
+        project_path: /var/tmp/variant
+        venv: /var/tmp/variant/.venv
+        env_files: [/srv/demo/shared/.env]
+        data_checks: "{{ bench_data_checks | bool }}"
+      register: status
+
+    - name: Show the check
+      ansible.builtin.debug:
+        msg: "BENCH-DATA-CHECK {{ status.pending[-1].operations[-1].data_check | to_json }}"
+"""
+TITLE_CI_MIGRATION = """from django.db import migrations, models
+from django.db.models.functions import Lower
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0003_backfill_tag")]
+    operations = [
+        migrations.AddConstraint(
+            model_name="note",
+            constraint=models.UniqueConstraint(Lower("title"), name="notes_note_title_ci"),
+        ),
+    ]
+"""
+TITLE_CI_META = (
+    "    class Meta:\n"
+    "        constraints = [models.UniqueConstraint(models.functions.Lower('title'), name='notes_note_title_ci')]\n\n"
+)
 
 
 class BenchError(Exception):
@@ -212,6 +257,7 @@ class Ansible:
         self.inventory.write_text(json.dumps({"all": {"hosts": {container.name: variables}}}))
         (workdir / "setup.yml").write_text(SETUP_PLAYBOOK)
         (workdir / "backup.yml").write_text(BACKUP_PLAYBOOK)
+        (workdir / "data_check.yml").write_text(DATA_CHECK_PLAYBOOK)
         self.env = dict(os.environ)
         self.env.update(
             {
@@ -307,6 +353,38 @@ def measure(container: Container, ansible: Ansible, rounds: int) -> tuple[dict[s
     return times, dump_size
 
 
+def measure_data_checks(container: Container, ansible: Ansible, rounds: int) -> tuple[dict[str, list[float]], dict]:
+    """Times of the inspection with data checks on and off in every round, and the last check's result."""
+    script = (
+        'set -e; rm -rf /var/tmp/variant; cp -a "$(readlink -f /srv/demo/current)" /var/tmp/variant; '
+        "cd /var/tmp/variant/notes; cat > migrations/0004_note_title_ci.py; "
+        "python3 -c \"import sys; p='models.py'; s=open(p).read(); "
+        "anchor='    objects = NoteQuerySet.as_manager()\\n'; "
+        'open(p, \'w\').write(s.replace(anchor, sys.argv[1] + anchor, 1))" "$1"'
+    )
+    command = ["docker", "exec", "-i", container.name, "sh", "-c", script, "variant", TITLE_CI_META]
+    completed = subprocess.run(command, input=TITLE_CI_MIGRATION, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise BenchError(f"could not make the release with a new unique constraint: {completed.stderr[-2000:]}")
+    times: dict[str, list[float]] = {"data checks on": [], "data checks off": []}
+    json_results = dict(ansible.env, ANSIBLE_CALLBACK_RESULT_FORMAT="json")  # the check's line, unfolded
+    check: dict = {}
+    for number in range(rounds):
+        for name, enabled in (("data checks on", True), ("data checks off", False)):
+            started = time.monotonic()
+            completed = run(ansible.playbook("data_check.yml", bench_data_checks=enabled), env=json_results)
+            times[name].append(time.monotonic() - started)
+            found = re.search(r"BENCH-DATA-CHECK (.*?)\"?$", completed.stdout, re.M)
+            result = json.loads(found.group(1).replace('\\"', '"')) if found else None
+            if enabled:
+                if not (result and result.get("checked") and result.get("violations") == 0):
+                    raise BenchError(f"the data check did not run to the end without violations: {result!r}")
+                check = result
+        print(f"data checks, round {number + 1}/{rounds}: " + ", ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items()))
+    run(container.exec("rm", "-rf", "/var/tmp/variant"))
+    return times, check
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -319,7 +397,9 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs (`nproc`), {cpu}; {platform.platform()}"
 
 
-def report(times: dict[str, list[float]], size: int, rows: int, dump_size: int, versions: str, args) -> str:
+def report(
+    times: dict[str, list[float]], size: int, rows: int, dump_size: int, versions: str, args, checks: tuple
+) -> str:
     medians = {name: statistics.median(values) for name, values in times.items()}
     base = medians["pg_dump -Fc"]
     step_ratio = medians["role: dump step"] / base
@@ -355,6 +435,19 @@ def report(times: dict[str, list[float]], size: int, rows: int, dump_size: int, 
         f"- `backup_when: pending` with nothing pending: {medians['role: playbook, nothing pending']:.2f} s instead "
         f"of {medians['role: playbook, always']:.2f} s, {saved:.2f} s saved "
         f"({saved / medians['role: playbook, always'] * 100:.0f} % of the backup run).",
+    ]
+    check_times, check = checks
+    on, off = (statistics.median(check_times[name]) for name in ("data checks on", "data checks off"))
+    lines += [
+        f"- data checks before the window, on this database: `migration_status` of a release whose pending migration "
+        f'adds `UniqueConstraint(Lower("title"))` on `notes_note` ({rows} rows) takes {on:.2f} s with '
+        f"`data_checks` and {off:.2f} s without (`ansible-playbook` of the one task, median of "
+        f"{len(check_times['data checks on'])}); the check itself took {check.get('seconds', 0):.2f} s and found "
+        f"{check.get('violations')} offending rows (rounds on: "
+        + ", ".join(f"{value:.2f}" for value in check_times["data checks on"])
+        + "; off: "
+        + ", ".join(f"{value:.2f}" for value in check_times["data checks off"])
+        + ").",
         "",
     ]
     return "\n".join(lines)
@@ -395,12 +488,13 @@ def main(argv: list[str]) -> int:
             size, rows = fill_database(container, size_mb)
             versions = run(container.exec("pg_dump", "--version")).stdout.strip()
             times, dump_size = measure(container, ansible, rounds)
+            checks = measure_data_checks(container, ansible, rounds)
     except BenchError as exc:
         print(f"bench_backup: {exc}", file=sys.stderr)
         return 1
     finally:
         container.remove()
-    section = report(times, size, rows, dump_size, versions, args)
+    section = report(times, size, rows, dump_size, versions, args, checks)
     print()
     print(section)
     print(f"(total {time.monotonic() - started:.0f} s)")

@@ -209,6 +209,31 @@ def payload_source(payload_module):
     return inspect.getsource(payload_module)
 
 
+PROGRAM = """\
+import sys as _sys, types as _types
+for _name, _text in {libraries!r}:
+    _module = _types.ModuleType(_name)
+    _sys.modules[_name] = _module
+    exec(compile(_text, _name + ".py", "exec"), _module.__dict__)
+exec(compile({main!r}, "<stdin>", "exec"), globals())
+"""
+
+
+def shipped_name(module_name):
+    """The name a module of this package has in the release's interpreter: _ledger -> greenlight_django_ledger."""
+    return "greenlight_django" + module_name.rsplit(".", 1)[1]
+
+
+def payload_program(payload_module, *libraries):
+    """The program a payload runs as (``python -``): the payload, with the modules of this package it
+    imports (``libraries``) loaded first into ``sys.modules`` under their ``shipped_name``, since the
+    release's interpreter has no Ansible. Without libraries, the payload's own text."""
+    if not libraries:
+        return payload_source(payload_module)
+    shipped = [(shipped_name(library.__name__), payload_source(library)) for library in libraries]
+    return PROGRAM.format(libraries=shipped, main=payload_source(payload_module))
+
+
 def process_environment(venv, account, environment, settings=None, pythonpath=None, extra=None):
     """The environment a payload runs in: what the application's manage wrapper gives manage.py (the
     virtualenv first on PATH, C.UTF-8, the account's HOME), then the application's variables, then ours."""

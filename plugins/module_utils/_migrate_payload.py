@@ -14,7 +14,9 @@ variable named by ``OPTIONS_ENV`` (never on the command line)::
 
     {"app_name": "demo", "phase": "all|before_switch|after_switch", "expect": ["app.name", ...],
      "unapply": ["app.name", ...], "dry_run": false, "database": "default",
-     "lock_timeout": 5, "statement_timeout": 0, "advisory_lock_timeout": 60}
+     "lock_timeout": 5, "statement_timeout": 0, "advisory_lock_timeout": 60,
+     "release": "20240601T120000Z", "revision": "3f2a...", "accept": ["app.name", ...],
+     "accept_by": "jane", "accept_reason": "reviewed: same as the committed file"}
 
 What it does, in one process and on one database connection:
 
@@ -33,13 +35,23 @@ What it does, in one process and on one database connection:
 5. ``call_command("migrate", ...)`` - to the leaf nodes (phases ``all`` and
    ``after_switch``) or, for ``before_switch``, each app to its last expected
    migration (with ``dry_run``: nothing, the checked plan is the result);
-6. releases the lock and reports which migrations were applied.
+6. records each migration it applied in the migration ledger (``_ledger``:
+   the table ``greenlight_migration_ledger`` in the same database, created -
+   with a baseline of what is applied then - on first use), with its checksum,
+   ``release`` and ``revision``;
+7. releases the lock and reports which migrations were applied.
 
 With ``unapply`` (a list of ``app.name``) it migrates backwards instead: each
 app to its newest applied migration that is not to be unapplied, refused with
 nothing changed unless the backward plan is exactly those migrations and
-every operation in it is reversible (``dry_run``: check only). A rollback
-uses it with the code of the release that applied them.
+every operation in it is reversible (``dry_run``: check only), and records
+them as unapplied in the ledger. A rollback uses it with the code of the
+release that applied them.
+
+With ``accept`` it applies nothing: it records, under the lock, that the named
+migrations - each one applied outside a deploy or changed since it was applied,
+as the ledger finds them - were accepted by ``accept_by`` for ``accept_reason``
+(the checksum recorded is that of this release's code).
 
 The last line of standard output is ``GREENLIGHT-MIGRATE-RESULT <json>``;
 Django's own output goes to standard error. Exit status 0 when the plan was
@@ -50,7 +62,8 @@ applied (or was empty), 1 otherwise (the JSON then has ``ok: false``,
 It never creates migrations: migrations are made in development. Only the
 standard library is imported at module level, and nothing of Ansible: the
 module's interpreter imports this file (to ship it) and has no Django; the
-release's interpreter (Python 3.8 or later) has no Ansible.
+release's interpreter (Python 3.8 or later) has no Ansible. ``_ledger`` travels
+beside this file (``_app_runtime.payload_program``).
 """
 
 from __future__ import annotations
@@ -121,6 +134,16 @@ def sqlstate(exc: BaseException) -> str | None:
         if state:
             return state
     return None
+
+
+def ledger_module():
+    """_ledger: shipped beside this payload in the release's interpreter, else the collection's own."""
+    shipped = sys.modules.get("greenlight_django_ledger")
+    if shipped is not None:
+        return shipped
+    from ansible_collections.greenlight.django.plugins.module_utils import _ledger
+
+    return _ledger
 
 
 # --- locks ------------------------------------------------------------------
@@ -326,29 +349,135 @@ def migrate(args: Options, result: dict) -> None:
     with lock as lock_name:
         result["lock"] = lock_name
         executor = MigrationExecutor(connection)
+        if args.accept:
+            accept(args, executor, connection, result)
+            return
         if args.unapply:
             unapply(args, executor, connection, result)
             return
         targets = targets_for(args.phase, args.expect, executor.loader)
         plan = checked_plan(executor, targets, args.expect)
         result["plan"] = plan
-        if not plan or args.dry_run:
+        if args.dry_run:
+            return
+        ensure_ledger(args, executor.loader, connection, result)
+        if not plan:
             return
         before = applied_set(connection)
         try:
-            if args.phase == "before_switch":
-                for app, name in targets:
-                    call_command(
-                        "migrate", app, name, database=args.database, interactive=False, verbosity=1, stdout=sys.stderr
-                    )
-            else:
-                call_command("migrate", database=args.database, interactive=False, verbosity=1, stdout=sys.stderr)
+            with ledger_recording(args, executor.loader, result):
+                if args.phase == "before_switch":
+                    for app, name in targets:
+                        call_command(
+                            "migrate",
+                            app,
+                            name,
+                            database=args.database,
+                            interactive=False,
+                            verbosity=1,
+                            stdout=sys.stderr,
+                        )
+                else:
+                    call_command("migrate", database=args.database, interactive=False, verbosity=1, stdout=sys.stderr)
         finally:
             with contextlib.suppress(Exception):
                 now = applied_set(connection)
                 result["applied"] = [item for item in plan if item in now and item not in before]
                 remaining = [item for item in plan if item not in now]
                 result["failed_migration"] = remaining[0] if remaining else None
+
+
+def release_of(args: Options) -> dict:
+    return {"release": args.release, "revision": args.revision}
+
+
+def ensure_ledger(args: Options, loader, connection, result: dict) -> None:
+    """Create the ledger on first use, with a baseline: every migration applied now, as applied."""
+    ledger = ledger_module()
+    if ledger.exists(connection):
+        return
+    ledger.create(connection)
+    events = ledger.baseline_events(connection, loader, release_of(args))
+    ledger.append(connection, events)
+    result["ledger_baseline"] = [f"{event['app']}.{event['name']}" for event in events]
+
+
+@contextlib.contextmanager
+def ledger_recording(args: Options, loader, result: dict):
+    """While Django migrates: append the ledger's event of each migration in the same transaction as Django's
+    own row in django_migrations (MigrationRecorder.record_applied / record_unapplied run inside the migration's
+    transaction), so that a migration is never applied without its event, even when the process is killed."""
+    from django.db.migrations.recorder import MigrationRecorder
+
+    ledger = ledger_module()
+    record_applied, record_unapplied = MigrationRecorder.record_applied, MigrationRecorder.record_unapplied
+    recorded = result.setdefault("ledger_recorded", [])
+
+    def event(recorder, app, name, kind):
+        ledger.append(
+            recorder.connection,
+            [
+                dict(
+                    release_of(args),
+                    app=app,
+                    name=name,
+                    event=kind,
+                    checksum=ledger.code_checksum(loader, (app, name)),
+                )
+            ],
+        )
+        recorded.append(f"{app}.{name}")
+
+    def applied(recorder, app, name):
+        record_applied(recorder, app, name)
+        event(recorder, app, name, "applied")
+
+    def unapplied(recorder, app, name):
+        record_unapplied(recorder, app, name)
+        event(recorder, app, name, "unapplied")
+
+    MigrationRecorder.record_applied, MigrationRecorder.record_unapplied = applied, unapplied
+    try:
+        yield
+    finally:
+        MigrationRecorder.record_applied, MigrationRecorder.record_unapplied = record_applied, record_unapplied
+
+
+def accept(args: Options, executor, connection, result: dict) -> None:
+    """Record, after review, the acceptance of migrations the ledger reports (nothing is migrated)."""
+    ledger = ledger_module()
+    if not args.dry_run:
+        ensure_ledger(args, executor.loader, connection, result)
+    found = ledger.findings(connection, executor.loader)
+    reported = {item["migration"] for item in found["applied_outside_deploy"] + found["changed_since_applied"]}
+    unknown = [item for item in args.accept if item not in reported]
+    if unknown:
+        raise MigrateError(
+            f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not reported by the migration ledger "
+            "(neither applied outside a deploy nor changed since applied); the ledger reports "
+            f"{', '.join(sorted(reported)) or 'nothing'}. Nothing was recorded: accept only what "
+            "greenlight.django.migration_status reports, after review."
+        )
+    result["plan"] = list(args.accept)
+    if args.dry_run:
+        return
+    loader = executor.loader
+    ledger.append(
+        connection,
+        [
+            dict(
+                release_of(args),
+                app=item.split(".", 1)[0],
+                name=item.split(".", 1)[1],
+                event="accepted",
+                checksum=ledger.code_checksum(loader, tuple(item.split(".", 1))),
+                recorded_by=args.accept_by,
+                reason=args.accept_reason,
+            )
+            for item in args.accept
+        ],
+    )
+    result["accepted"] = list(args.accept)
 
 
 def unapply(args: Options, executor, connection, result: dict) -> None:
@@ -362,16 +491,19 @@ def unapply(args: Options, executor, connection, result: dict) -> None:
         return
     before = applied_set(connection)
     try:
-        for app, name in targets:
-            call_command(
-                "migrate",
-                app,
-                name or "zero",
-                database=args.database,
-                interactive=False,
-                verbosity=1,
-                stdout=sys.stderr,
-            )
+        # A database whose ledger was never created (no migrate of this module ran there) records nothing.
+        recording = ledger_module().exists(connection)
+        with ledger_recording(args, executor.loader, result) if recording else contextlib.nullcontext():
+            for app, name in targets:
+                call_command(
+                    "migrate",
+                    app,
+                    name or "zero",
+                    database=args.database,
+                    interactive=False,
+                    verbosity=1,
+                    stdout=sys.stderr,
+                )
     finally:
         with contextlib.suppress(Exception):
             now = applied_set(connection)
@@ -410,6 +542,11 @@ class Options:
         self.lock_timeout = float(values.get("lock_timeout", 5.0))
         self.statement_timeout = float(values.get("statement_timeout", 0.0))
         self.advisory_lock_timeout = float(values.get("advisory_lock_timeout", 60.0))
+        self.release = str(values.get("release") or "")
+        self.revision = str(values.get("revision") or "")
+        self.accept = [str(item) for item in values.get("accept") or []]
+        self.accept_by = str(values.get("accept_by") or "")
+        self.accept_reason = str(values.get("accept_reason") or "")
 
 
 def read_options(text: str | None) -> Options:
@@ -428,6 +565,8 @@ def read_options(text: str | None) -> Options:
         raise MigrateError(f"the options in {OPTIONS_ENV} name no app_name")
     if options.phase not in PHASES:
         raise MigrateError(f"the phase {options.phase!r} is not one of {', '.join(PHASES)}")
+    if options.accept and not (options.accept_by.strip() and options.accept_reason.strip()):
+        raise MigrateError(f"the options in {OPTIONS_ENV} accept migrations without saying who and why")
     return options
 
 
@@ -445,7 +584,7 @@ def main() -> int:
     except MigrateError as exc:
         result.update(ok=False, error=str(exc))
     else:
-        result["phase"] = "reverse" if args.unapply else args.phase
+        result["phase"] = "accept" if args.accept else "reverse" if args.unapply else args.phase
         try:
             setup_django()
             migrate(args, result)

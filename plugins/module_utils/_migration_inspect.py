@@ -23,6 +23,8 @@ What it does, in one process and without writing anything:
   on the Ansible side, see ``_migration_rules.py``);
 * runs Django's autodetector in memory (like ``makemigrations --check
   --dry-run``, but no file is ever written);
+* reads the migration ledger (``_ledger``, shipped beside this file): the
+  applied migrations it does not know, and those whose code changed since;
 * optionally collects the SQL of each pending migration like ``sqlmigrate``
   does (a ``collect_sql`` schema editor: nothing is executed).
 
@@ -1434,6 +1436,16 @@ def _at(exc):
     return f" (at {place})" if place else ""
 
 
+def ledger_module():
+    """_ledger: shipped beside this file in the application's interpreter, else the collection's own."""
+    shipped = sys.modules.get("greenlight_django_ledger")
+    if shipped is not None:
+        return shipped
+    from ansible_collections.greenlight.django.plugins.module_utils import _ledger
+
+    return _ledger
+
+
 def open_database(alias, warnings):
     from django.conf import settings
     from django.db import connections
@@ -1736,6 +1748,9 @@ def _collect(result, connection, ctx, options):
     result["squashed_unrecorded"] = sorted(
         "{}.{}".format(*key) for key in loader.replacements if key in loader.applied_migrations and key not in recorded
     )
+
+    # Before the plan is described: nothing has run an operation of a migration yet.
+    result.update(ledger_module().findings(connection, loader))
 
     # The plan on an empty database orders every migration; the applied ones
     # build the starting state. With a consistent history the pending plan is

@@ -46,6 +46,8 @@ FAIL_ON_CHOICES = (
     "failing",
     "uninstalled_applied",
     "data_violations",
+    "applied_outside_deploy",
+    "changed_since_applied",
 )
 DEFAULT_FAIL_ON = [
     "unmigrated_changes",
@@ -1068,6 +1070,9 @@ def build_result(report, include_sql=False):
         "after_switch": after,
         "django_version": report.get("django_version"),
         "database": dict(report.get("database") or {}),
+        "ledger": dict(report.get("ledger") or {"exists": False}),
+        "applied_outside_deploy": list(report.get("applied_outside_deploy") or []),
+        "changed_since_applied": list(report.get("changed_since_applied") or []),
     }
 
 
@@ -1085,6 +1090,8 @@ def failed_conditions(result, fail_on):
         "failing": bool(result["failing"]),
         "uninstalled_applied": bool(result["uninstalled_applied"]),
         "data_violations": bool(result.get("data_violations")),
+        "applied_outside_deploy": bool(result.get("applied_outside_deploy")),
+        "changed_since_applied": bool(result.get("changed_since_applied")),
     }
     wanted = set(fail_on or [])
     return [name for name in FAIL_ON_CHOICES if name in wanted and hits[name]]
@@ -1200,6 +1207,38 @@ def _message_data_violations(result):
     )
 
 
+LEDGER_ADVICE = (
+    "Review each against the committed migration file (the ledger's table greenlight_migration_ledger and "
+    "django_migrations say when and by what it was applied). If the database's schema is what the code's "
+    "migration makes, accept it - playbook greenlight.django.ledger_repair (ledger_repair_accept: the names, "
+    "ledger_repair_reason: why; role greenlight.django.migrate, tasks_from: accept) records who and why in the "
+    "ledger; if it is not, restore a backup or migrate it back by hand, then deploy again."
+)
+
+
+def _message_applied_outside_deploy(result):
+    items = [f"{item['migration']} (applied {item['applied_at']})" for item in result["applied_outside_deploy"]]
+    return (
+        f"{_join(items)} — applied to the database outside a deploy (recorded in django_migrations, not in the "
+        "migration ledger): someone ran migrate (perhaps after makemigrations) on a server, so the database's "
+        "history may come from a file nobody reviewed, even where its name matches the code's. " + LEDGER_ADVICE
+    )
+
+
+def _message_changed_since_applied(result):
+    items = [
+        f"{item['migration']} (applied {item['applied_at']}, recorded as {item['recorded']} by release "
+        f"{item['release'] or 'unknown'})"
+        for item in result["changed_since_applied"]
+    ]
+    return (
+        f"{_join(items)} — changed since applied: the operations or dependencies of the migration file differ "
+        "from those recorded when it was applied, so the database did not run what the code now says. Restore "
+        "the file as it was and make the change in a new migration; or, if the change only renames or documents "
+        "(same schema), accept it. " + LEDGER_ADVICE
+    )
+
+
 _MESSAGES = {
     "unmigrated_changes": _message_unmigrated,
     "conflicts": _message_conflicts,
@@ -1212,6 +1251,8 @@ _MESSAGES = {
     "failing": _message_failing,
     "uninstalled_applied": _message_uninstalled_applied,
     "data_violations": _message_data_violations,
+    "applied_outside_deploy": _message_applied_outside_deploy,
+    "changed_since_applied": _message_changed_since_applied,
 }
 
 

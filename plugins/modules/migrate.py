@@ -25,7 +25,18 @@ description:
     of M(greenlight.django.migration_status)).
   - The application's secrets are read on the host from O(env_files) and given to the process in its environment
     only - never on a command line, never to the controller - and are masked in everything the module returns.
-  - RV(ignore:changed) only when migrations were applied or unapplied. It never creates migrations.
+  - Records each migration it applies or unapplies in the migration ledger, the table
+    C(greenlight_migration_ledger) of greenlight.django in the same database (never created by a migration of the
+    project), with a checksum of its operations and dependencies, the release (the name of O(project_path)'s
+    directory) and its revision (the first line of its C(REVISION) file), and when - in the transaction in which
+    Django records the migration in C(django_migrations), so the two never disagree. The first run on a database
+    without the ledger creates it and records what is applied then as the baseline (RV(ledger_baseline)).
+    M(greenlight.django.migration_status) reads it to report migrations applied outside a deploy and migrations
+    changed since they were applied.
+  - With O(accept), applies nothing and records instead that those findings of the ledger were accepted after
+    review, by O(accept_by), for O(accept_reason).
+  - RV(ignore:changed) only when migrations were applied, unapplied or accepted, or the ledger's baseline was
+    taken. It never creates migrations.
 options:
   user:
     description:
@@ -63,6 +74,27 @@ options:
     type: list
     elements: str
     default: []
+  accept:
+    description:
+      - Apply nothing; record in the migration ledger that these migrations (C(app.name)), each reported by
+        M(greenlight.django.migration_status) as RV(greenlight.django.migration_status#module:applied_outside_deploy)
+        or RV(greenlight.django.migration_status#module:changed_since_applied), were accepted after review. The
+        checksum recorded is that of this release's code, so a later change is found again.
+      - Refused, with nothing recorded, when one of them is not reported by the ledger. Needs O(accept_by) and
+        O(accept_reason). Mutually exclusive with O(expect) and O(unapply).
+    type: list
+    elements: str
+    default: []
+  accept_by:
+    description:
+      - Who accepts (a name or an account), recorded with each accepted migration. Required with O(accept).
+    type: str
+    default: ""
+  accept_reason:
+    description:
+      - Why, after which review, recorded with each accepted migration. Required with O(accept).
+    type: str
+    default: ""
   dry_run:
     description:
       - Check the plan under the lock, apply and unapply nothing, as in check mode.
@@ -153,6 +185,17 @@ EXAMPLES = r"""
     lock_timeout: 2
   become: true
 
+- name: Accept, after review, a migration applied by hand on the server (recorded in the migration ledger)
+  greenlight.django.migrate:
+    project_path: /srv/mysite/releases/2024-06-01
+    env_files: [/srv/mysite/shared/.env]
+    user: mysite
+    app_name: mysite
+    accept: [notes.0004_note_rating]
+    accept_by: jane
+    accept_reason: "Reviewed: the committed 0004_note_rating matches what was applied on 2024-05-30"
+  become: true
+
 - name: Unapply, with the code of the release that applied it, what the previous release does not have
   greenlight.django.migrate:
     project_path: /srv/mysite/releases/2024-06-01
@@ -188,8 +231,29 @@ failed_migration:
   returned: always
   type: str
   sample: notes.0003_backfill_tag
+accepted:
+  description: The migrations recorded as accepted in the migration ledger (O(accept)).
+  returned: when O(accept) is set and not in check mode
+  type: list
+  elements: str
+  sample: [notes.0004_note_rating]
+ledger_baseline:
+  description: The migrations recorded as the ledger's baseline - those applied when this run created the
+    migration ledger (first use on this database).
+  returned: when this run created the ledger
+  type: list
+  elements: str
+  sample: [auth.0001_initial, notes.0001_initial]
+ledger_recorded:
+  description: The migrations this run recorded as applied (or, with O(unapply), unapplied) in the migration
+    ledger - with a squashed migration also the migrations it replaces. Each event is written in the transaction
+    in which Django records the migration in C(django_migrations), so after a failure it lists what stays applied.
+  returned: when the run migrated
+  type: list
+  elements: str
+  sample: [notes.0002_note_tag]
 phase:
-  description: O(phase), or V(reverse) with O(unapply).
+  description: O(phase), V(reverse) with O(unapply), V(accept) with O(accept).
   returned: always
   type: str
   sample: all
@@ -216,11 +280,12 @@ import re  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils import _ledger as ledger  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils import _migrate_payload as payload  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import (  # noqa: E402
     account_of,
     marked_result,
-    payload_source,
+    payload_program,
     process_environment,
     release_runtime,
     run_payload,
@@ -247,6 +312,9 @@ def argument_spec():
         phase=dict(type="str", choices=list(payload.PHASES), default="all"),
         expect=dict(type="list", elements="str", default=[]),
         unapply=dict(type="list", elements="str", default=[]),
+        accept=dict(type="list", elements="str", default=[]),
+        accept_by=dict(type="str", default=""),
+        accept_reason=dict(type="str", default=""),
         dry_run=dict(type="bool", default=False),
         lock_timeout=dict(type="float", default=5),
         statement_timeout=dict(type="float", default=0),
@@ -258,7 +326,7 @@ def argument_spec():
 def input_errors(params):
     """What is wrong with the options beyond their types, each with the fix."""
     errors = []
-    for option in ("expect", "unapply"):
+    for option in ("expect", "unapply", "accept"):
         malformed = [item for item in params[option] if not well_formed(item)]
         if malformed:
             errors.append(f"{option} must list migrations as {MIGRATION_NAME} (got {', '.join(malformed)})")
@@ -267,6 +335,11 @@ def input_errors(params):
             errors.append(f"{option} must be 0 or more seconds (got {params[option]:g})")
     if not params["app_name"].strip():
         errors.append("app_name must name the application")
+    if params["accept"]:
+        if params["expect"] or params["unapply"]:
+            errors.append("accept records a review and migrates nothing: leave expect and unapply empty with it")
+        if not params["accept_by"].strip() or not params["accept_reason"].strip():
+            errors.append("accept needs accept_by (who reviewed) and accept_reason (why the migrations are accepted)")
     return errors
 
 
@@ -274,9 +347,25 @@ def well_formed(name):
     return MIGRATION_PATTERN.fullmatch(name) is not None
 
 
-def payload_options(params, dry_run):
+def release_of(project_path):
+    """The release (its directory's name) and its revision (first line of its REVISION file, if any)."""
+    real = os.path.realpath(project_path)
+    try:
+        with open(os.path.join(real, "REVISION"), encoding="utf-8") as handle:
+            revision = (handle.readline() or "").strip()
+    except OSError:
+        revision = ""
+    return os.path.basename(real), revision
+
+
+def payload_options(params, dry_run, release="", revision=""):
     """The payload's options (they travel as JSON in its environment, never on its command line)."""
     return {
+        "release": release,
+        "revision": revision,
+        "accept": params["accept"],
+        "accept_by": params["accept_by"],
+        "accept_reason": params["accept_reason"],
         "app_name": params["app_name"],
         "phase": params["phase"],
         "expect": params["expect"],
@@ -356,7 +445,7 @@ def main():
     account = account_of(module, params["user"])
 
     dry_run = module.check_mode or params["dry_run"]
-    options = payload_options(params, dry_run)
+    options = payload_options(params, dry_run, *release_of(project_path))
     env = interpreter_environment(
         venv, python, account, release.environment, release.settings, release.pythonpath, options
     )
@@ -364,7 +453,7 @@ def main():
     rc, out, err = run_payload(
         module,
         python,
-        payload_source(payload),
+        payload_program(payload, ledger),
         project_path,
         env,
         account=account,
@@ -375,7 +464,7 @@ def main():
 
     reported = marked_result(out, payload.RESULT_MARKER)
     outcome = {
-        "phase": "reverse" if params["unapply"] else params["phase"],
+        "phase": "accept" if params["accept"] else "reverse" if params["unapply"] else params["phase"],
         "plan": [],
         "applied": [],
         "unapplied": [],
@@ -389,6 +478,9 @@ def main():
     for key in ("plan", "applied", "unapplied", "failed_migration", "lock"):
         if reported.get(key) is not None:
             outcome[key] = reported[key]
+    for key in ("accepted", "ledger_baseline", "ledger_recorded"):
+        if reported.get(key) is not None:
+            outcome[key] = reported[key]
     if not reported.get("ok"):
         error = scrub(reported.get("error") or "the migrate failed without saying why", secrets)
         module.fail_json(
@@ -399,7 +491,13 @@ def main():
             changed=bool(outcome["applied"] or outcome["unapplied"]),
             **outcome,
         )
-    changed = bool(outcome["applied"] or outcome["unapplied"] or (module.check_mode and outcome["plan"]))
+    changed = bool(
+        outcome["applied"]
+        or outcome["unapplied"]
+        or outcome.get("accepted")
+        or outcome.get("ledger_baseline")
+        or (module.check_mode and outcome["plan"])
+    )
     module.exit_json(changed=changed, **outcome)
 
 

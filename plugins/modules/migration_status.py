@@ -68,6 +68,12 @@ options:
       - V(data_violations) - rows already in the database violate what a pending operation adds, so C(migrate) would
         fail on them (RV(data_violations)); the message names each migration, operation, the number of offending rows
         and their primary keys.
+      - V(applied_outside_deploy) - the database records as applied migrations that the migration ledger of
+        greenlight.django does not know (RV(applied_outside_deploy)), that is applied after the ledger's baseline by
+        something other than M(greenlight.django.migrate), for example C(manage.py migrate) run by hand on a
+        server - also when the name matches a migration of the code.
+      - V(changed_since_applied) - an applied migration's operations or dependencies differ from those recorded in
+        the ledger when it was applied (RV(changed_since_applied)).
       - V([]) only reports.
     type: list
     elements: str
@@ -83,6 +89,8 @@ options:
       - failing
       - uninstalled_applied
       - data_violations
+      - applied_outside_deploy
+      - changed_since_applied
     default: [unmigrated_changes, conflicts, unknown_applied, inconsistent_history, phase_errors, failing]
   timeout:
     description:
@@ -137,6 +145,12 @@ options:
     elements: str
     default: []
 notes:
+  - "The migration ledger is the table C(greenlight_migration_ledger) that M(greenlight.django.migrate) keeps in the
+    application's database: each migration it applied, unapplied or that was accepted after review, with a checksum
+    of its deconstructed operations and dependencies (reformatting the file or editing a comment does not change
+    it), the release and when. This module only reads it. Without the ledger (before the first
+    M(greenlight.django.migrate) on this database, which records what is applied then as the baseline),
+    RV(ledger.exists) is V(false) and nothing is reported."
   - "Markers are class attributes of a C(Migration) class.
     C(greenlight_phase = \"after_switch\") runs the migration after the traffic switch (contract);
     the default is C(before_switch) (expand). C(greenlight_safe = True) records that the team reviewed the
@@ -562,6 +576,77 @@ database:
       description: Django's vendor name of the backend.
       type: str
       sample: postgresql
+ledger:
+  description: The migration ledger of greenlight.django in this database (see the notes).
+  returned: success, and failures caused by O(fail_on)
+  type: dict
+  contains:
+    exists:
+      description: Whether the ledger exists; V(false) before the first M(greenlight.django.migrate).
+      type: bool
+      sample: true
+    events:
+      description: How many events (baseline, applied, unapplied, accepted) it holds.
+      type: int
+      sample: 14
+    since:
+      description: When its first event was recorded (UTC, ISO 8601).
+      type: str
+      sample: "2024-06-01T12:00:03+00:00"
+    baseline_at:
+      description: When the baseline was taken (UTC, ISO 8601); V(null) when the ledger began on an empty database.
+      type: str
+      sample: "2024-06-01T12:00:03+00:00"
+applied_outside_deploy:
+  description:
+    - Migrations recorded as applied in C(django_migrations) that the ledger does not know (or records as
+      unapplied) - applied after the baseline, not by a deploy. Empty without the ledger.
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: dict
+  contains:
+    migration:
+      description: C(app.name).
+      type: str
+      sample: notes.0004_note_rating
+    applied_at:
+      description: When C(django_migrations) says it was applied.
+      type: str
+      sample: "2024-06-03T09:12:44+00:00"
+changed_since_applied:
+  description: Applied migrations whose checksum in this release's code differs from the one in the ledger.
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: dict
+  contains:
+    migration:
+      description: C(app.name).
+      type: str
+      sample: notes.0002_note_tag
+    applied_at:
+      description: When C(django_migrations) says it was applied.
+      type: str
+      sample: "2024-06-01T12:00:05+00:00"
+    recorded:
+      description: The ledger's event the checksum comes from - V(applied), V(baseline) or V(accepted).
+      type: str
+      sample: applied
+    recorded_at:
+      description: When that event was recorded.
+      type: str
+      sample: "2024-06-01T12:00:05+00:00"
+    release:
+      description: The release that recorded it.
+      type: str
+      sample: "20240601T115800Z"
+    recorded_checksum:
+      description: The checksum in the ledger.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    code_checksum:
+      description: The checksum of this release's migration file.
+      type: str
+      sample: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752
 failed_conditions:
   description: The O(fail_on) conditions that hold; the module fails when this list is not empty.
   returned: success, and failures caused by O(fail_on)
@@ -576,11 +661,12 @@ import re  # noqa: E402
 import uuid  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils import _ledger as ledger  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils import _migration_inspect as inspector  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import (  # noqa: E402
     application_environment,
     last_line,
-    payload_source,
+    payload_program,
     resolve_python,
     resolve_settings,
     scrub,
@@ -634,8 +720,8 @@ def argument_spec():
 
 
 def inspector_source():
-    """Text of _migration_inspect.py, also from inside an AnsiballZ payload."""
-    return payload_source(inspector)
+    """The program of the inspection: _migration_inspect.py with _ledger.py, also from inside an AnsiballZ payload."""
+    return payload_program(inspector, ledger)
 
 
 def parse_report(stdout, nonce):

@@ -20,6 +20,13 @@ description:
     C(<app_root>/wheels) that no remaining release was installed from (the release's C(.venv/wheelhouse)),
     and the copies C(greenlight.django.code_sync) kept of the environment file it replaced
     (C(<app_root>/shared/.env.<...>~)).
+  - O(state=pruned) then brings the static bridge C(<app_root>/shared/static-bridge) up to date
+    (O(static_bridge)), and O(state=bridged) does only that. The bridge holds, for each path, the static file of
+    the newest remaining release that has it (a hard link, a copy across file systems), and nothing else.
+    C(greenlight.django.traffic) serves a static file from the serving release, else from the bridge. So the pages
+    an older release rendered (with C(ManifestStaticFilesStorage), hashed names of that release's files) still get
+    their files after a switch for as long as that release is kept, and a new release's files are there before
+    nginx points at it.
   - See M(greenlight.django.release_info) to read releases and pointers without changing anything.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -39,10 +46,11 @@ options:
     required: true
   state:
     description:
-      - V(pointed) to point O(pointer) at O(release); V(pruned) to remove the releases and wheelhouses no one needs.
+      - V(pointed) to point O(pointer) at O(release); V(pruned) to remove the releases and wheelhouses no one needs;
+        V(bridged) to bring the static bridge up to date (after C(collectstatic) built a new release).
     type: str
     required: true
-    choices: [pointed, pruned]
+    choices: [pointed, pruned, bridged]
   pointer:
     description:
       - Name of the pointer to set (O(state=pointed)).
@@ -71,6 +79,17 @@ options:
     type: list
     elements: str
     default: []
+  static_bridge:
+    description:
+      - Whether O(state=pruned) brings the static bridge up to date too (removing the files no remaining release
+        has).
+    type: bool
+    default: true
+  static_dir:
+    description:
+      - The folder of a release that C(collectstatic) fills (C(STATIC_ROOT)), relative to the release.
+    type: str
+    default: static
 author:
   - greenlight.django contributors (!UNKNOWN)
 """
@@ -90,6 +109,11 @@ EXAMPLES = r"""
     state: pruned
     keep: 3
     protect: ["{{ switch.before }}"]
+
+- name: After collectstatic, put the new release's static files in the bridge before anything points at it
+  greenlight.django.release:
+    app_root: /srv/mysite
+    state: bridged
 """
 
 RETURN = r"""
@@ -118,6 +142,20 @@ removed_environment_copies:
   type: list
   elements: str
   sample: [.env.4242.2025-12-31@09:00:00~]
+static_bridge:
+  description:
+    - With O(state=bridged), and with O(state=pruned) and O(static_bridge), how many files were put in the static
+      bridge and removed from it (would be, in check mode); else zeros.
+  returned: always
+  type: dict
+  contains:
+    placed:
+      description: Files linked (or copied) into C(<app_root>/shared/static-bridge).
+      type: int
+    removed:
+      description: Files removed from it because no remaining release has them.
+      type: int
+  sample: {placed: 3, removed: 3}
 """
 
 import fnmatch  # noqa: E402
@@ -130,6 +168,7 @@ from ansible_collections.greenlight.django.plugins.module_utils._pointer import 
     point,
     target_id,
 )
+from ansible_collections.greenlight.django.plugins.module_utils._static_bridge import sync as sync_bridge  # noqa: E402
 
 # The copies of shared/.env that code_sync keeps while a deploy may still put the old one back.
 ENVIRONMENT_COPIES = ".env.*~"
@@ -138,12 +177,14 @@ ENVIRONMENT_COPIES = ".env.*~"
 def argument_spec():
     return dict(
         app_root=dict(type="path", required=True),
-        state=dict(type="str", required=True, choices=["pointed", "pruned"]),
+        state=dict(type="str", required=True, choices=["pointed", "pruned", "bridged"]),
         pointer=dict(type="str", default="current"),
         release=dict(type="str"),
         keep=dict(type="int", default=5),
         pointers=dict(type="list", elements="str", default=["current", "blue", "green"]),
         protect=dict(type="list", elements="str", default=[]),
+        static_bridge=dict(type="bool", default=True),
+        static_dir=dict(type="str", default="static"),
     )
 
 
@@ -213,6 +254,7 @@ def main():
         "removed_releases": [],
         "removed_wheelhouses": [],
         "removed_environment_copies": [],
+        "static_bridge": {"placed": 0, "removed": 0},
     }
     try:
         if params["state"] == "pointed":
@@ -229,11 +271,19 @@ def main():
                     "before": (f"releases/{result['before']}\n" if result["before"] else "absent\n"),
                     "after": f"releases/{params['release']}\n",
                 }
-        else:
+        elif params["state"] == "pruned":
             removed, wheelhouses = prune(module, app_root, params["keep"], params["pointers"], params["protect"])
             copies = prune_environment_copies(module, app_root)
             result.update(removed_releases=removed, removed_wheelhouses=wheelhouses, removed_environment_copies=copies)
             result["changed"] = bool(removed or wheelhouses or copies)
+            if params["static_bridge"]:
+                placed, dropped = sync_bridge(app_root, params["static_dir"], module.check_mode, exclude=removed)
+                result["static_bridge"] = {"placed": len(placed), "removed": len(dropped)}
+                result["changed"] = result["changed"] or bool(placed or dropped)
+        else:
+            placed, dropped = sync_bridge(app_root, params["static_dir"], module.check_mode)
+            result["static_bridge"] = {"placed": len(placed), "removed": len(dropped)}
+            result["changed"] = bool(placed or dropped)
     except OSError as exc:
         module.fail_json(
             msg=f"release: cannot change {exc.filename or app_root}: {exc.strerror}. Run it as a user who can write "

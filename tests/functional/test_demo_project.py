@@ -288,10 +288,13 @@ def test_built_version_is_complete(built, version):
     assert {"manage.py", "requirements.txt", "demo/settings.py", "demo/urls.py", "demo/wsgi.py"} <= files
     assert {"notes/models.py", "notes/views.py", "notes/tests.py", "notes/migrations/0001_initial.py"} <= files
     assert not [name for name in files if name.endswith((".delete", "overlay.json"))]
-    assert (project / "requirements.txt").read_text().split() == [
+    pins = [line for line in (project / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert pins == [
         "Django==5.2.19",
         "gunicorn==27.0.1",
         "psycopg[binary]==3.3.9",
+        "uvicorn==0.55.0",
+        "uvicorn-worker==0.4.0",
     ]
 
 

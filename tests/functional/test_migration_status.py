@@ -2110,3 +2110,174 @@ def test_data_check_timeout_and_cost(make_project):
         assert rc == 0, result.get("msg")
         check = data_check_of(result, "dv_lower_big")
         assert check["checked"] is True and check["violations"] == 0, (db, check)
+
+
+# ---------------------------------------------------------------------------
+# The migration ledger (Django 4.2 and 6.0, SQLite and PostgreSQL): what
+# greenlight.django.migrate records, what migration_status reports from it
+# ---------------------------------------------------------------------------
+
+MIGRATE_MODULE = REPO / "plugins" / "modules" / "migrate.py"
+LEDGER_MATRIX = [CORE_MATRIX[0], CORE_MATRIX[1], CORE_MATRIX[4], CORE_MATRIX[5]]
+LEDGER_FAIL_ON = ["unknown_applied", "applied_outside_deploy", "changed_since_applied"]
+
+RATING = 'migrations.AddField(model_name="note", name="rating", field=models.IntegerField(default={default}))'
+# 0001_initial as a code formatter and a new header comment would leave it: same operations.
+NOTES_INITIAL_REFORMATTED = f"""\
+# Reformatted, with a comment: the same migration.
+import django.db.models.deletion
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = [
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name='Note',
+            fields=[
+                ('id', {ID_FIELD}),  # the key
+                ('title', models.CharField(
+                    max_length=100,
+                )),
+                ('body', models.TextField()),
+            ],
+        ),
+    ]
+"""
+
+
+def run_migrate(project, **args):
+    """Run greenlight.django.migrate like Ansible does; return (rc, result)."""
+    payload = {
+        "ANSIBLE_MODULE_ARGS": dict(
+            project.args(app_name="notes"), **args, _ansible_check_mode=False, _ansible_remote_tmp="/tmp"
+        )
+    }
+    args_file = project.root.parent / f"migrate-args-{os.getpid()}.json"
+    args_file.write_text(json.dumps(payload))
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(MIGRATE_MODULE), str(args_file)],
+            capture_output=True,
+            text=True,
+            env=module_env(),
+            timeout=300,
+            check=False,
+        )
+    finally:
+        args_file.unlink()
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail(f"migrate printed no JSON (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+
+def ledger_rows(project):
+    """(app, name, event, recorded_by, reason, release) of every ledger event, oldest first."""
+    query = "SELECT app, name, event, recorded_by, reason, release FROM greenlight_migration_ledger ORDER BY id"
+    if project.db == "postgresql":
+        out = project.postgres.psql(query, database=project.database)  # -A: fields separated by |
+        return [tuple(line.split("|")) for line in out.splitlines() if line]
+    with sqlite3.connect(project.root / "db.sqlite3") as conn:
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def outside(result):
+    return [item["migration"] for item in result["applied_outside_deploy"]]
+
+
+def changed(result):
+    return [item["migration"] for item in result["changed_since_applied"]]
+
+
+@pytest.mark.parametrize("combo", LEDGER_MATRIX)
+def test_the_ledger_finds_what_no_deploy_applied_and_what_changed_since(make_project, combo):
+    version, db = combo
+    # An existing database, migrated before greenlight.django kept a ledger.
+    project = build_notes(make_project(version, db))
+
+    # First use: no ledger yet, nothing to report, nothing refused.
+    rc, first = project.run(fail_on=LEDGER_FAIL_ON)
+    assert rc == 0, first.get("msg")
+    assert first["ledger"] == {"exists": False}
+    assert outside(first) == [] and changed(first) == []
+
+    # A deploy applies 0002: the first migrate takes the baseline, then records what it applied.
+    project.migration("notes", "0002_note_rating", [("notes", "0001_initial")], RATING.format(default=0))
+    project.write("notes/models.py", NOTES_MODELS + "    rating = models.IntegerField(default=0)\n")
+    rc, deployed = run_migrate(project, expect=["notes.0002_note_rating"])
+    assert rc == 0, deployed.get("msg")
+    assert deployed["applied"] == ["notes.0002_note_rating"]
+    assert deployed["ledger_baseline"] == ["notes.0001_initial"]
+    assert [row[:3] for row in ledger_rows(project)] == [
+        ("notes", "0001_initial", "baseline"),
+        ("notes", "0002_note_rating", "applied"),
+    ]
+    assert {row[5] for row in ledger_rows(project)} == {project.root.name}
+    rc, clean = project.run(fail_on=LEDGER_FAIL_ON)
+    assert rc == 0, clean.get("msg")
+    assert clean["ledger"]["exists"] is True and clean["ledger"]["events"] == 2
+
+    # On the server, by hand: makemigrations + migrate. Later the developers commit a migration of the same
+    # name (with other content): the names agree, so only the ledger can tell.
+    project.write(
+        "notes/models.py",
+        NOTES_MODELS + "    rating = models.IntegerField(default=0)\n    pinned = models.BooleanField(default=False)\n",
+    )
+    project.manage("makemigrations", "notes", "--name", "note_pinned", "-v0")
+    project.manage("migrate", "-v0")
+    project.migration(
+        "notes",
+        "0003_note_pinned",
+        [("notes", "0002_note_rating")],
+        'migrations.AddField(model_name="note", name="pinned", field=models.BooleanField(default=True))',
+    )
+    # A developer edits the applied 0002, and reformats the applied 0001.
+    project.migration("notes", "0002_note_rating", [("notes", "0001_initial")], RATING.format(default=5))
+    project.write("notes/migrations/0001_initial.py", NOTES_INITIAL_REFORMATTED)
+    project.drop_bytecode()
+
+    rc, found = project.run(fail_on=LEDGER_FAIL_ON)
+    assert rc == 1 and found["failed"] is True
+    assert found["unknown_applied"] == []  # Django's own view: nothing wrong
+    assert outside(found) == ["notes.0003_note_pinned"]
+    assert changed(found) == ["notes.0002_note_rating"]  # 0001 was only reformatted
+    assert found["changed_since_applied"][0]["recorded"] == "applied"
+    assert found["failed_conditions"] == ["applied_outside_deploy", "changed_since_applied"]
+    applied_at = found["applied_outside_deploy"][0]["applied_at"]
+    assert f"notes.0003_note_pinned (applied {applied_at})" in found["msg"]
+    assert "notes.0002_note_rating (applied" in found["msg"] and "ledger_repair" in found["msg"]
+    assert ledger_rows(project)[-1][:3] == ("notes", "0002_note_rating", "applied")  # read-only
+
+    # A deploy refuses to accept what the ledger does not report, and records nothing.
+    rc, refused = run_migrate(project, accept=["notes.0001_initial"], accept_by="jane", accept_reason="x")
+    assert rc == 1 and "notes.0001_initial is not reported by the migration ledger" in refused["msg"]
+    assert len(ledger_rows(project)) == 2
+
+    # Accepted after review: recorded with who and why, and no longer reported.
+    reason = "reviewed: the committed 0003 is what ran; 0002's new default is harmless"
+    rc, accepted = run_migrate(
+        project, accept=["notes.0003_note_pinned", "notes.0002_note_rating"], accept_by="jane", accept_reason=reason
+    )
+    assert rc == 0, accepted.get("msg")
+    assert accepted["changed"] is True and accepted["accepted"] == ["notes.0003_note_pinned", "notes.0002_note_rating"]
+    assert [row[:5] for row in ledger_rows(project)[-2:]] == [
+        ("notes", "0003_note_pinned", "accepted", "jane", reason),
+        ("notes", "0002_note_rating", "accepted", "jane", reason),
+    ]
+    rc, repaired = project.run(fail_on=LEDGER_FAIL_ON)
+    assert rc == 0, repaired.get("msg")
+    assert outside(repaired) == [] and changed(repaired) == []
+
+    # A rollback unapplies 0003 (recorded); migrated again by hand, it is reported again.
+    rc, unapplied = run_migrate(project, unapply=["notes.0003_note_pinned"])
+    assert rc == 0, unapplied.get("msg")
+    assert ledger_rows(project)[-1][:3] == ("notes", "0003_note_pinned", "unapplied")
+    rc, rolled_back = project.run(fail_on=LEDGER_FAIL_ON)
+    assert rc == 0 and rolled_back["plan"] == ["notes.0003_note_pinned"]
+    project.manage("migrate", "-v0")
+    rc, again = project.run(fail_on=LEDGER_FAIL_ON)
+    assert rc == 1 and outside(again) == ["notes.0003_note_pinned"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,26 @@ def assert_no_failed_request(report: dict) -> None:
     assert len(answered) == 2 and answered[0] >= 20, report
 
 
+def stylesheet(host) -> str:
+    """The URL of the stylesheet the home page names: with DJANGO_STATIC_MANIFEST, a hashed name of its content."""
+    page = host.check_output("curl -s --max-time 5 http://127.0.0.1/")
+    match = re.search(r'<link rel="stylesheet" href="(/static/notes/site\.[0-9a-f]{12}\.css)">', page)
+    assert match, page
+    return match.group(1)
+
+
+def fetch(host, url: str) -> tuple[str, str]:
+    """(status, body) of a GET from inside the container."""
+    result = host.run(f"curl -s --max-time 5 -w '\\n%{{http_code}}' http://127.0.0.1{url}")
+    body, _, status = result.stdout.rpartition("\n")
+    return status, body
+
+
+# The stylesheet v1's pages name, remembered by the first test for the ones after the switch.
+V1_STYLESHEET: list[str] = []
+V1_CSS = "/* demo v1 */\nbody { font-family: sans-serif; margin: 2rem; }\n"
+
+
 def upstream_servers(host, colour: str) -> list[str]:
     conf = host.file(f"/etc/nginx/greenlight/demo/upstream-{colour}.conf").content_string
     return [line.split()[1] for line in conf.splitlines() if line.strip().startswith("server ")]
@@ -116,6 +137,14 @@ def test_v1_serves_from_blue(host):
     # converge used the ports of earlier versions
     assert host.socket("tcp://127.0.0.1:8001").is_listening
     assert upstream_servers(host, "blue") == ["127.0.0.1:8001"]
+    # ASGI: the async view sees an ASGI request, from gunicorn with uvicorn's worker class.
+    assert fetch(host, "/served-by") == ("200", "asgi v1\n")
+    assert (
+        "--worker-class uvicorn_worker.UvicornWorker"
+        in host.file("/etc/systemd/system/greenlight-demo@.service").content_string
+    )
+    V1_STYLESHEET.append(stylesheet(host))
+    assert fetch(host, V1_STYLESHEET[0]) == ("200", V1_CSS)
 
 
 def test_v2_with_strategy_auto_switches_to_green_without_a_window_or_a_failed_request(host):
@@ -136,6 +165,20 @@ def test_v2_with_strategy_auto_switches_to_green_without_a_window_or_a_failed_re
     assert upstream_servers(host, "green") == ["unix:/run/greenlight-demo/green.sock"]
     assert upstream_servers(host, "blue") == ["unix:/run/greenlight-demo/blue.sock"]
     assert summary()["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+    assert fetch(host, "/served-by") == ("200", "asgi v2\n")
+
+
+def test_a_page_v1_rendered_still_gets_its_stylesheet_after_the_switch_to_v2(host):
+    """Asset bridging: v2's stylesheet has another hash; v1's hashed file is not in v2's release, and nginx
+    serves it from the static bridge (shared/static-bridge) with v1's content."""
+    assert served_version(host) == "v2"
+    v2 = stylesheet(host)
+    assert v2 != V1_STYLESHEET[0]
+    status, body = fetch(host, v2)
+    assert status == "200" and body.startswith("/* demo v2 */"), (status, body)
+    assert not host.file(f"{APP}/green/static{V1_STYLESHEET[0].removeprefix('/static')}").exists
+    assert fetch(host, V1_STYLESHEET[0]) == ("200", V1_CSS)
+    assert fetch(host, "/static/notes/site.000000000000.css")[0] == "404"
 
 
 def test_rollback_brings_v1_back(host):
@@ -258,3 +301,16 @@ def test_v7_with_strategy_auto_takes_a_downtime_window_for_the_drop(host):
     assert not host.service(f"greenlight-demo@{colour}").is_running
     assert "body" not in column_names(host)
     assert host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note"') == notes
+
+
+def test_the_static_files_of_a_removed_release_are_gone_from_the_bridge(host):
+    """Once v1's release is removed (a re-deploy of v7 that keeps one release beside the two colours), the files
+    only v1 had go from the bridge: its stylesheet answers 404; the serving release's still 200."""
+    result = playbook("deploy.yml", "v7", "-e", "greenlight_strategy=auto", "-e", "code_sync_keep_releases=1")
+    assert result.returncode == 0, out(result)
+    assert served_version(host) == "v7"
+    assert fetch(host, V1_STYLESHEET[0])[0] == "404"
+    assert fetch(host, stylesheet(host))[0] == "200"
+    bridge = host.check_output(f"find {APP}/shared/static-bridge/notes -type f -printf '%f\\n' | sort").split()
+    kept = host.check_output(f"find {APP}/releases/*/static/notes -type f -printf '%f\\n' | sort -u").split()
+    assert bridge == kept, (bridge, kept)

@@ -371,6 +371,10 @@ def gunicorn_command_line(host) -> str:
     return host.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
 
 
+# The hashed name of a static file the old-pins release's pages name (whitenoise's manifest), for the next test.
+LEGACY_HASHED: list[str] = []
+
+
 def test_old_pins_deploy_unchanged_and_migrate(host):
     """A 2023 project (Django 4.2, gunicorn 21.2, psycopg2-binary, whitenoise, DEBUG on, two ALLOWED_HOSTS)."""
     # The rollback above left v1 serving, with only 0001 applied: the variant (v2's code) has two to apply.
@@ -385,6 +389,9 @@ def test_old_pins_deploy_unchanged_and_migrate(host):
     # whitenoise's manifest storage collected the static files; nginx serves them from the release.
     assert through_nginx(host, "/static/admin/css/base.css")[0] == "200"
     assert host.file(f"{APP}/current/static/staticfiles.json").exists
+    manifest = json.loads(host.file(f"{APP}/current/static/staticfiles.json").content_string)
+    LEGACY_HASHED.append(manifest["paths"]["admin/css/base.css"])
+    assert through_nginx(host, f"/static/{LEGACY_HASHED[0]}")[0] == "200"
 
     installed = host.check_output(f"{APP}/current/.venv/bin/python -m pip list --format=freeze")
     assert {"Django==4.2.7", "gunicorn==21.2.0", "psycopg2-binary==2.9.9"} <= set(installed.split()), installed
@@ -405,12 +412,20 @@ def test_old_pins_deploy_unchanged_and_migrate(host):
 
 
 def test_newest_demo_deploys_over_the_old_pins(host):
+    legacy_release = host.check_output(f"readlink {APP}/current").rsplit("/", 1)[-1]
     before = data_checksum(host)
     result = deploy("v2")
     assert result.returncode == 0, out(result)
     assert served_version(host) == "v2"
     assert data_checksum(host) == before
     assert host.check_output(f"{PSQL} \"SELECT count(*) FROM notes_note WHERE title = 'on-old-pins'\"") == "1"
+    # A page the old-pins release rendered still gets its hashed stylesheet, which the new release does not have:
+    # nginx serves it from the static bridge, with the old release's content.
+    assert not host.file(f"{APP}/current/static/{LEGACY_HASHED[0]}").exists
+    status = host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1/static/{LEGACY_HASHED[0]}")
+    assert status == "200"
+    served = host.check_output(f"curl -s http://127.0.0.1/static/{LEGACY_HASHED[0]} | sha256sum").split()[0]
+    assert served == host.file(f"{APP}/releases/{legacy_release}/static/{LEGACY_HASHED[0]}").sha256sum
 
     installed = host.check_output(f"{APP}/current/.venv/bin/python -m pip list --format=freeze")
     assert "gunicorn==27.0.1" in installed.split(), installed

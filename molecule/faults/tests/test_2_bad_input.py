@@ -118,6 +118,11 @@ CASES = [
         {"greenlight_wsgi_application": "demo.no_such_wsgi:application"},
         app=BLUE_GREEN,
     ),
+    Case(
+        "worker-class-missing",
+        ["wsgi_worker_class is no_such_worker.Worker", "has no module no_such_worker", "uvicorn-worker"],
+        {"wsgi_worker_class": "no_such_worker.Worker"},
+    ),
     Case("unknown-colour", ["purple", "blue", "green"], app=BLUE_GREEN, args=("-e", "traffic_active=purple")),
     Case(
         "missing-source-directory",

@@ -118,6 +118,48 @@ def test_v4_passes_the_preflight_in_simple_mode_and_check_mode_applies_nothing(d
     assert db.snapshot() == before
 
 
+# --- the migration ledger ---------------------------------------------------
+
+
+def ledger_events(db) -> str:
+    return db.query("SELECT string_agg(name || ':' || event, ',' ORDER BY id) FROM greenlight_migration_ledger")
+
+
+def test_a_migration_applied_by_hand_on_the_server_is_refused_until_accepted(host, db):
+    # converge's first migrate took the baseline (v1, migrated by hand in prepare) and recorded v2.
+    assert "0001_initial:baseline" in ledger_events(db) and "0003_backfill_tag:applied" in ledger_events(db)
+    # On the server, by hand, the migration that a later release has under the same name.
+    by_hand = host.run("/srv/demo/bin/manage %s migrate --noinput notes 0004_note_rating", release("v5"))
+    assert by_hand.rc == 0, by_hand.stderr
+    try:
+        before = db.snapshot()
+        run = run_step("migrate.yml", {"migrate_release_path": release("v5")})
+        assert run.rc != 0
+        message = "\n".join(run.failure_messages())
+        assert "nothing was applied" in message
+        assert "notes.0004_note_rating (applied 20" in message
+        assert "applied to the database outside a deploy" in message
+        assert "greenlight.django.ledger_repair" in message
+        assert db.snapshot() == before  # 0005 not applied, nothing recorded
+        # Reviewed: accepted with the playbook an AWX job template runs (its survey gives text), recorded with
+        # who and why; the inspection then passes (check mode: nothing is applied).
+        answers = {
+            "greenlight_app_name": "demo",
+            "greenlight_ledger_accept": "notes.0004_note_rating",
+            "greenlight_ledger_reason": "reviewed: v5's 0004 is what ran",
+            "awx_user_name": "alice",
+            "migrate_release_path": release("v5"),
+        }
+        repair = run_step("ledger_repair.yml", answers)
+        assert repair.rc == 0, repair.output[-3000:]
+        accepted = "SELECT recorded_by || '|' || reason FROM greenlight_migration_ledger WHERE event = 'accepted'"
+        assert db.query(accepted) == "alice|reviewed: v5's 0004 is what ran"
+        assert run_step("migrate.yml", {"migrate_release_path": release("v5")}, check=True).rc == 0
+    finally:
+        back = host.run("/srv/demo/bin/manage %s migrate --noinput notes 0003_backfill_tag", release("v5"))
+        assert back.rc == 0, back.stderr
+
+
 # --- locks ------------------------------------------------------------------
 
 
@@ -210,6 +252,10 @@ def test_v5_fails_half_way_and_the_restore_brings_back_exactly_the_backup(host, 
     assert "Applied before the failure: notes.0004_note_rating" in run.output
     assert "demo v5: this data migration fails on purpose" in run.output
     assert "body,created_at,id,rating,tag,title" in run.output
+    # The ledger recorded 0004 with it (same transaction), and the restore took both back: ledger and
+    # django_migrations agree again (the ledger's rows are in the data compared below).
+    assert "0004_note_rating:applied" in run.output
+    assert "0004_note_rating:applied" not in ledger_events(db)
     # A new backup was taken, private, and the restore brought back exactly what it holds.
     new = set(host.run("ls /srv/demo/backups").stdout.split()) - backups_before
     assert len(new) == 1

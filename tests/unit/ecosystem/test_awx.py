@@ -28,7 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[3]
 AWX = REPO / "awx"
 PLAYBOOKS = REPO / "playbooks"
-SURVEYED = ("deploy", "deploy_blue_green", "rollback", "plan")
+SURVEYED = ("deploy", "deploy_blue_green", "rollback", "ledger_repair", "plan")
 # The workflow plan -> approval -> deploy (awx/workflows/): its survey's answers go to each of these playbooks.
 WORKFLOW = AWX / "workflows" / "plan_review_deploy.json"
 WORKFLOW_SURVEY = "plan_review_deploy"
@@ -49,7 +49,13 @@ SURVEY_TYPES = {
     "bool": {"multiplechoice"},
     "int": {"integer"},
     "float": {"float"},
-    "list": {"multiselect"},
+    # A list input also takes a text answer: Ansible's list type splits "a.x,b.y" on commas.
+    "list": {"multiselect", "text", "textarea"},
+}
+# Answers an operator gives at launch to the required questions that have no default.
+SAMPLE_ANSWERS = {
+    "greenlight_ledger_accept": "notes.0004_note_rating, notes.0002_note_tag",
+    "greenlight_ledger_reason": "reviewed in PR 123: the schema matches the committed files",
 }
 
 
@@ -110,6 +116,9 @@ def launch(name: str, **answers) -> dict:
         if default is not None and not awx_answer_errors(question, default):
             extra_vars[variable] = default
     extra_vars.setdefault("greenlight_app_name", SAMPLE_APP)
+    for variable in questions(name):
+        if variable in SAMPLE_ANSWERS:
+            extra_vars.setdefault(variable, SAMPLE_ANSWERS[variable])
     extra_vars.update(answers)
     return extra_vars
 
@@ -137,6 +146,9 @@ def launches() -> dict[str, list[dict]]:
     no_app = launch("deploy")
     del no_app["greenlight_app_name"]
     cases["deploy"].append({"label": "control: no application", "vars": no_app})
+    no_reason = launch("ledger_repair")
+    del no_reason["greenlight_ledger_reason"]
+    cases["ledger_repair"].append({"label": "control: no reason", "vars": no_reason})
     return cases
 
 
@@ -251,6 +263,7 @@ def test_the_validation_refuses_a_bad_launch(checked):
     assert controls == {
         ("rollback", "control: unknown choice"): True,
         ("deploy", "control: no application"): True,
+        ("ledger_repair", "control: no reason"): True,
     }
 
 
@@ -302,8 +315,8 @@ def test_awx_accepts_the_survey(name):
     for variable, question in questions(name).items():
         assert question["question_name"] and question["question_description"], variable
         default = question.get("default")
-        if question["required"] and default == "" and question["type"] == "text":
-            continue  # left to the job template: the application this template deploys
+        if question["required"] and default == "" and question["type"] in ("text", "textarea"):
+            continue  # left to the job template (the application it deploys) or to the operator at launch
         assert awx_answer_errors(question, default) == [], variable
 
 

@@ -7,6 +7,7 @@ DATABASE_URL                 postgres://user:pass@host:port/name or sqlite:////a
 DJANGO_ALLOWED_HOSTS         comma separated (default: localhost,127.0.0.1)
 DJANGO_CSRF_TRUSTED_ORIGINS  comma separated, e.g. https://demo.example.com (default: none)
 DJANGO_STATIC_ROOT           where collectstatic writes (default: <project>/static)
+DJANGO_STATIC_MANIFEST       1 for hashed static file names, ManifestStaticFilesStorage (default: off)
 DJANGO_MEDIA_ROOT            uploaded files (default: <project>/media)
 DJANGO_SECURE_SSL_REDIRECT   1 when the site is served over HTTPS (default: off, plain HTTP)
 DJANGO_SECURE_HSTS_SECONDS   HSTS max-age once HTTPS is on (default: 0, no HSTS)
@@ -123,6 +124,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "static")
+if env_bool("DJANGO_STATIC_MANIFEST"):
+    # Pages name each static file by a hash of its content (site.3f2a1c.css), as most production sites do.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    }
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT") or BASE_DIR / "media")
 

@@ -63,6 +63,14 @@ class PageTests(NotesTestCase):
         self.assertEqual(response["Content-Type"], "text/plain; charset=utf-8")
         self.assertEqual(response.content.decode(), f"{settings.DEMO_VERSION}\n")
 
+    def test_the_async_view_names_the_interface_wsgi(self):
+        response = self.client.get("/served-by")
+        self.assertEqual(response.content.decode(), f"wsgi {settings.DEMO_VERSION}\n")
+
+    async def test_the_async_view_names_the_interface_asgi(self):
+        response = await self.async_client.get("/served-by")
+        self.assertEqual(response.content.decode(), f"asgi {settings.DEMO_VERSION}\n")
+
 
 class WriteApiTests(NotesTestCase):
     def test_form_post_creates_a_row(self):

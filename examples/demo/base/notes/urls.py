@@ -8,4 +8,5 @@ urlpatterns = [
     path("notes/new", views.note_create, name="note-create"),
     path("healthz", views.healthz, name="healthz"),
     path("version", views.version, name="version"),
+    path("served-by", views.served_by, name="served-by"),
 ]

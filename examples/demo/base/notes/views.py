@@ -4,6 +4,7 @@ import json
 import logging
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import DatabaseError, connection, transaction
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -83,3 +84,10 @@ def healthz(request):
 @never_cache
 def version(request):
     return plain_text(settings.DEMO_VERSION)
+
+
+@never_cache
+async def served_by(request):
+    """An async view: how the request reached Django (asgi under an ASGI server, wsgi under gunicorn's own
+    workers, where Django runs it in an event loop of its own) and the release that answered."""
+    return plain_text(f"{'asgi' if isinstance(request, ASGIRequest) else 'wsgi'} {settings.DEMO_VERSION}")

@@ -2,6 +2,7 @@
 
 import os
 import pwd
+import subprocess
 import sys
 from unittest import mock
 
@@ -93,3 +94,26 @@ def test_short_settings_are_not_masked_but_short_secrets_are(tmp_path):
     _environment, _startup, secrets = runtime.application_environment(fake, {"FEATURE": "on"}, [str(env_file)])
     assert fake.no_log_values == {"pq", "zz", "redis://u:zz@cache/0"}
     assert runtime.scrub("applied notes.0002_note_tag with pq", secrets) == "applied notes.0002_note_tag with ********"
+
+
+def test_a_payload_program_loads_its_libraries_before_the_payload_runs_as_main():
+    from ansible_collections.greenlight.django.plugins.module_utils import _ledger as ledger
+    from ansible_collections.greenlight.django.plugins.module_utils import _migrate_payload as payload
+
+    main = (
+        "from __future__ import annotations\n"
+        "import sys\n"
+        "shipped = sys.modules['greenlight_django_ledger']\n"
+        "print(__name__, shipped.TABLE, 'ansible' in sys.modules)\n"
+    )
+    program = runtime.PROGRAM.format(
+        libraries=[("greenlight_django_ledger", runtime.payload_source(ledger))], main=main
+    )
+    done = subprocess.run([sys.executable, "-"], input=program, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["__main__", "greenlight_migration_ledger", "False"]
+    assert runtime.payload_program(payload, ledger).endswith(
+        program.splitlines()[-1][: len("exec(compile(")]
+        + repr(runtime.payload_source(payload))
+        + ', "<stdin>", "exec"), globals())\n'
+    )
+    assert runtime.payload_program(payload) == runtime.payload_source(payload)

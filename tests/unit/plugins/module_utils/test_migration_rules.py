@@ -717,6 +717,9 @@ def test_build_result_splits_the_plan_and_ignores_after_switch_for_compatibility
         "after_switch",
         "django_version",
         "database",
+        "ledger",
+        "applied_outside_deploy",
+        "changed_since_applied",
     }
 
 
@@ -873,3 +876,47 @@ def test_worst():
     assert rules.worst([C, U]) == U
     assert rules.worst([U, X, C]) == X
     assert rules.worst(["strange"]) == U
+
+
+LEDGER_REPORT = {
+    "pending": [],
+    "ledger": {"exists": True, "events": 3, "since": "2026-01-01T00:00:00+00:00", "baseline_at": None},
+    "applied_outside_deploy": [{"migration": "notes.0027_pinned", "applied_at": "2026-02-03T09:12:44+00:00"}],
+    "changed_since_applied": [
+        {
+            "migration": "notes.0002_rating",
+            "applied_at": "2026-01-01T00:00:05+00:00",
+            "recorded": "applied",
+            "recorded_at": "2026-01-01T00:00:05+00:00",
+            "release": "20260101T000000Z",
+            "recorded_checksum": "a" * 64,
+            "code_checksum": "b" * 64,
+        }
+    ],
+}
+
+
+def test_ledger_findings_are_conditions_of_their_own_and_not_refused_by_default():
+    result = rules.build_result(LEDGER_REPORT)
+    assert result["ledger"]["exists"] is True
+    assert rules.failed_conditions(result, rules.DEFAULT_FAIL_ON) == []
+    assert rules.failed_conditions(result, list(rules.FAIL_ON_CHOICES)) == [
+        "applied_outside_deploy",
+        "changed_since_applied",
+    ]
+    assert rules.build_result({"pending": []})["ledger"] == {"exists": False}
+
+
+def test_ledger_messages_name_each_migration_when_it_was_applied_and_what_to_do():
+    result = rules.build_result(LEDGER_REPORT)
+    outside = rules.failure_message(result, ["applied_outside_deploy"])
+    assert outside.startswith(
+        "notes.0027_pinned (applied 2026-02-03T09:12:44+00:00) — applied to the database outside a deploy"
+    )
+    assert "greenlight.django.ledger_repair" in outside and "\n" not in outside
+    changed = rules.failure_message(result, ["changed_since_applied"])
+    assert changed.startswith(
+        "notes.0002_rating (applied 2026-01-01T00:00:05+00:00, recorded as applied by release 20260101T000000Z) — "
+        "changed since applied"
+    )
+    assert "make the change in a new migration" in changed

@@ -12,7 +12,9 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from ansible_collections.greenlight.django.plugins.module_utils import _ledger as ledger
 from ansible_collections.greenlight.django.plugins.module_utils import _migrate_payload as payload
+from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import payload_program
 from ansible_collections.greenlight.django.plugins.modules import migrate
 from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils import (
     AnsibleExitJson,
@@ -22,6 +24,7 @@ from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils impo
 )
 
 PAYLOAD_FILE = Path(payload.__file__)
+REVISION_LINE = "3f2a9c1e0b7d"
 SECRET = "s3cret-Pw"
 ME = pwd.getpwuid(os.geteuid())
 
@@ -34,6 +37,7 @@ def release(tmp_path):
     python.parent.mkdir(parents=True)
     python.write_text("#!/bin/sh\n")
     python.chmod(0o755)
+    (root / "REVISION").write_text(REVISION_LINE + "\nbuild 1\n")
     (root / "manage.py").write_text("import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'demo.settings')\n")
     env_file = tmp_path / "shared" / ".env"
     env_file.parent.mkdir()
@@ -96,7 +100,7 @@ def test_applies_in_the_releases_interpreter_as_the_user_with_the_secrets_in_its
     kwargs = run_payload.call_args.kwargs
     assert python == str(root / ".venv" / "bin" / "python")  # the pointer is resolved once
     assert cwd == str(root)
-    assert source == PAYLOAD_FILE.read_text()
+    assert source == payload_program(payload, ledger)
     assert kwargs["account"].pw_name == ME.pw_name
     assert kwargs["timeout"] is None
     assert kwargs["label"] == "greenlight-migrate demo"
@@ -115,6 +119,11 @@ def test_applies_in_the_releases_interpreter_as_the_user_with_the_secrets_in_its
         "lock_timeout": 2.0,
         "statement_timeout": 0.0,
         "advisory_lock_timeout": 60.0,
+        "release": root.name,
+        "revision": REVISION_LINE,
+        "accept": [],
+        "accept_by": "",
+        "accept_reason": "",
     }
     assert SECRET not in env[payload.OPTIONS_ENV] and SECRET not in kwargs["label"]
     assert SECRET in module.no_log_values or f"postgres://demo:{SECRET}@db/demo" in module.no_log_values
@@ -217,6 +226,18 @@ def test_unapply_reports_what_it_unapplied(release):
         ({"unapply": ["notes. 0004"]}, "unapply must list migrations as app_label.migration_name (got notes. 0004)"),
         ({"lock_timeout": -1}, "lock_timeout must be 0 or more seconds (got -1)"),
         ({"app_name": " "}, "app_name must name the application"),
+        (
+            {"accept": ["notes.0004_note_rating"], "accept_by": "jane"},
+            "accept needs accept_by (who reviewed) and accept_reason (why the migrations are accepted)",
+        ),
+        (
+            {"accept": ["notes.0004_note_rating"], "accept_by": "jane", "accept_reason": "ok", "expect": ["a.b"]},
+            "accept records a review and migrates nothing: leave expect and unapply empty with it",
+        ),
+        (
+            {"accept": ["notes"], "accept_by": "jane", "accept_reason": "ok"},
+            "accept must list migrations as app_label.migration_name (got notes)",
+        ),
     ],
 )
 def test_bad_input_fails_before_anything_runs(release, overrides, message):

@@ -15,6 +15,7 @@ from unittest import mock
 
 import pytest
 from ansible_collections.greenlight.django.plugins.module_utils import _app_runtime as runtime
+from ansible_collections.greenlight.django.plugins.module_utils import _ledger as ledger
 from ansible_collections.greenlight.django.plugins.module_utils import _migration_inspect as inspector
 from ansible_collections.greenlight.django.plugins.modules import migration_status
 from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils import (
@@ -115,7 +116,7 @@ def test_runs_the_inspector_in_the_application_python(project):
     assert run_command.call_count == 1
     (cmd,), kwargs = run_command.call_args
     assert cmd == [str(venv / "bin" / "python"), "-"]
-    assert kwargs["data"] == INSPECTOR_FILE.read_text()
+    assert kwargs["data"] == runtime.payload_program(inspector, ledger)
     assert kwargs["cwd"] == str(root)
     env = kwargs["environ_update"]
     assert env["DATABASE_URL"] == "postgres://app:s3cret@db/app"
@@ -419,10 +420,12 @@ def test_warnings_are_passed_on(project):
     warn.assert_called_once_with("The SQLite database /x does not exist yet")
 
 
-def test_inspector_source_is_the_file():
-    assert migration_status.inspector_source() == INSPECTOR_FILE.read_text()
+def test_inspector_source_is_the_file_with_the_ledger():
+    program = migration_status.inspector_source()
+    assert repr(INSPECTOR_FILE.read_text()) in program
+    assert repr(Path(ledger.__file__).read_text()) in program
     with mock.patch.object(runtime.pkgutil, "get_data", side_effect=OSError):
-        assert migration_status.inspector_source() == INSPECTOR_FILE.read_text()
+        assert migration_status.inspector_source() == program
 
 
 @pytest.mark.parametrize(

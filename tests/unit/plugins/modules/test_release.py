@@ -120,3 +120,52 @@ def test_prune_removes_the_copies_of_replaced_environment_files_only(app):
     done = run(args)
     assert done["changed"] is True and done["removed_environment_copies"] == [".env.4242.2025-12-31@09:00:00~"]
     assert sorted(os.listdir(shared)) == [".env", ".envrc", "media"]
+
+
+def static(root, release_id, files):
+    for relative, content in files.items():
+        path = root / "releases" / release_id / "static" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+
+
+def bridged(root):
+    bridge = root / "shared" / "static-bridge"
+    return {str(p.relative_to(bridge)): p.read_text() for p in sorted(bridge.rglob("*")) if p.is_file()}
+
+
+def test_the_static_bridge_holds_the_newest_copy_of_every_kept_releases_files(app):
+    static(app, R1, {"css/site.111.css": "v1", "css/site.css": "v1", "js/old.js": "old"})
+    static(app, R3, {"css/site.333.css": "v3", "css/site.css": "v3"})
+    args = {"app_root": str(app), "state": "bridged"}
+    checked = run(args, check=True)
+    assert checked["changed"] is True and checked["static_bridge"] == {"placed": 4, "removed": 0}
+    assert not (app / "shared" / "static-bridge").exists()  # check mode changes nothing
+    done = run(args)
+    assert done["changed"] is True and done["static_bridge"] == {"placed": 4, "removed": 0}
+    # The newest release's copy of a name both have; each release's hashed files; hard links, not copies.
+    assert bridged(app) == {
+        "css/site.111.css": "v1",
+        "css/site.333.css": "v3",
+        "css/site.css": "v3",
+        "js/old.js": "old",
+    }
+    assert (app / "shared/static-bridge/css/site.333.css").samefile(app / "releases" / R3 / "static/css/site.333.css")
+    assert run(args) == dict(run(args), changed=False)
+    assert run(args)["static_bridge"] == {"placed": 0, "removed": 0}
+
+
+def test_pruning_a_release_removes_the_files_only_it_had_from_the_bridge(app):
+    static(app, R1, {"css/site.111.css": "v1", "js/old.js": "old"})
+    static(app, R2, {"css/site.222.css": "v2"})
+    static(app, R3, {"css/site.333.css": "v3"})
+    run({"app_root": str(app), "state": "bridged"})
+    os.unlink(app / "blue")  # R1 is no longer referenced by a pointer
+    result = run({"app_root": str(app), "state": "pruned", "keep": 3})
+    assert result["removed_releases"] == [R1]
+    assert result["static_bridge"] == {"placed": 0, "removed": 2}
+    assert bridged(app) == {"css/site.222.css": "v2", "css/site.333.css": "v3"}
+    assert not (app / "shared/static-bridge/js").exists()  # the folder it left empty went too
+    off = run({"app_root": str(app), "state": "pruned", "keep": 2, "static_bridge": False})
+    assert off["removed_releases"] == [R2] and off["static_bridge"] == {"placed": 0, "removed": 0}
+    assert "css/site.222.css" in bridged(app)
