@@ -1,9 +1,10 @@
 """The simple deploy playbook, checked the way a user sees it.
 
 Tests run in file order and build on each other like a real sequence of
-deploys: v1 (converge) serves; v2 goes out while a probe measures the downtime
-window; v2 again changes nothing, and with another unit restarts gunicorn on
-it; v3 is refused; v5 fails half way and is undone; a held lock stops a second
+deploys: v1 (converge) serves; a plan of v2 is written and changes nothing that serves; a deploy of an
+unknown plan id, and one of a release that changed after the plan was approved, are refused; v2 goes out with
+the approved plan id while a probe measures the downtime window; v2 again changes nothing, and with another
+unit restarts gunicorn on it; v3 is refused; v5 fails half way and is undone; a held lock stops a second
 deploy; rollbacks. Then the old-pins variant (Django 4.2, gunicorn 21.2,
 psycopg2-binary, whitenoise, DEBUG on, a short ALLOWED_HOSTS) deploys unchanged
 and migrates, and the newest demo (Django 5.2, gunicorn 27) deploys over it. Last, the demo in a src layout
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +96,97 @@ def test_v1_serves_through_nginx(host):
     assert applied == "1"
 
 
+PLANS = EPHEMERAL / "plans"
+
+
+def plan(version: str, *extra: str):
+    """Run greenlight.django.plan from the checkout, writing the plans into the scenario's directory."""
+    return deploy(version, "-e", json.dumps({"greenlight_plan_dir": str(PLANS)}), *extra, playbook="plan.yml")
+
+
+def approved_plan() -> dict:
+    """The plan of v2 that the plan test wrote (the one a reviewer approves)."""
+    written = sorted(PLANS.glob("demo-*.json"))
+    assert len(written) == 1, written
+    return json.loads(written[0].read_text())
+
+
+def serving(host) -> dict:
+    """What serves and what it serves from: a plan, or a refused deploy, changes none of it."""
+    return {
+        "current": host.check_output(f"readlink {APP}/current"),
+        "gunicorn": host.check_output("systemctl show -p MainPID --value greenlight-demo@current"),
+        "unit": host.check_output("systemctl cat greenlight-demo@current | sha256sum"),
+        "nginx": host.check_output("cat /etc/nginx/greenlight/demo/*.conf | sha256sum"),
+        "environment": host.check_output(f"sha256sum {APP}/shared/.env"),
+        "database": data_checksum(host),
+        "version": served_version(host),
+    }
+
+
+def test_plan_of_v2_writes_the_report_and_changes_nothing_that_serves(host):
+    before = serving(host)
+    releases = set(host.check_output(f"ls {APP}/releases").split())
+    result = plan("v2")
+    assert result.returncode == 0, out(result)
+    assert serving(host) == before
+    assert before["version"] == "v1"
+
+    written = approved_plan()
+    plan_id = written["plan_id"]
+    assert [m["migration"] for m in written["migrations"]] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+    assert any('ADD COLUMN "tag"' in line for line in written["migrations"][0]["sql"]), written["migrations"][0]
+    assert written["window"]["downtime"] is True and written["strategy"] == "simple"
+    assert written["serving"] == before["current"].rsplit("/", 1)[-1]
+    report = (PLANS / f"demo-{plan_id}.md").read_text()
+    assert f"# Plan {plan_id}: demo" in report and "### 2. notes.0003_backfill_tag" in report
+    assert f"greenlight_plan_id={plan_id}" in result.stdout
+    # The release is prepared beside the serving one, and the plan kept on the server is the one written here.
+    assert set(host.check_output(f"ls {APP}/releases").split()) - releases == {written["release"]}
+    assert json.loads(host.check_output(f"cat {APP}/plans/{plan_id}.json")) == written
+
+
+def test_an_unknown_plan_id_is_refused_before_anything_changes(host):
+    before = serving(host)
+    releases = host.check_output(f"ls {APP}/releases")
+    result = deploy("v2", "-e", json.dumps({"greenlight_plan_id": "0123456789abcdef"}))
+    assert result.returncode != 0
+    assert "there is no plan of that id" in out(result), out(result)
+    assert serving(host) == before
+    assert host.check_output(f"ls {APP}/releases") == releases
+    assert summary()["outcome"] == "refused"
+
+
+def test_a_plan_approved_before_a_new_commit_and_migration_is_refused_naming_them(host):
+    """A commit with a new migration lands between the review and the deploy."""
+    approved = approved_plan()
+    changed = EPHEMERAL / "demo" / "v2-later"
+    shutil.rmtree(changed, ignore_errors=True)
+    shutil.copytree(EPHEMERAL / "demo" / "v2", changed)
+    (changed / "notes" / "migrations" / "0004_after_approval.py").write_text(
+        "from django.db import migrations\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        '    dependencies = [("notes", "0003_backfill_tag")]\n'
+        '    operations = [migrations.RunSQL("SELECT 1", reverse_sql=migrations.RunSQL.noop)]\n'
+    )
+    before = serving(host)
+    releases = host.check_output(f"ls {APP}/releases")
+    result = deploy("v2-later", "-e", json.dumps({"greenlight_plan_id": approved["plan_id"]}))
+    assert result.returncode != 0
+    text = out(result)
+    assert f"The plan approved as {approved['plan_id']}" in text, text
+    assert "migration added: notes.0004_after_approval" in text, text
+    assert f"revision changed: approved {approved['revision']}, now " in text, text
+    # A deploy installs the gunicorn unit and the nginx files of the new release before it inspects it, as it did
+    # before plans existed (the serving gunicorn keeps running); everything else must be as it was.
+    after = serving(host)
+    assert {k: v for k, v in after.items() if k not in ("unit", "nginx")} == {
+        k: v for k, v in before.items() if k not in ("unit", "nginx")
+    }
+    assert host.check_output(f"ls {APP}/releases") == releases
+    assert summary()["outcome"] == "refused"
+
+
 def test_v2_deploys_in_a_short_window_and_keeps_the_rows(host):
     for n in range(5):
         write_note(host, f"before-v2-{n}")
@@ -105,10 +198,13 @@ def test_v2_deploys_in_a_short_window_and_keeps_the_rows(host):
         f'printf "%s %s\\n" $(date +%s.%N) $(curl -s -o /dev/null -w %{{http_code}} --max-time 2 http://127.0.0.1/healthz);'
         f" sleep 0.1; done' > {PROBE} 2>&1 &"
     )
-    result = deploy("v2")
+    # The plan a reviewer approved (test_plan_of_v2_...): the deploy computes the same one and goes ahead.
+    approved = approved_plan()
+    result = deploy("v2", "-e", json.dumps({"greenlight_plan_id": approved["plan_id"]}))
     host.run(f"touch {PROBE}.stop; sleep 0.5; rm -f {PROBE}.stop")
     assert result.returncode == 0, out(result)
     assert served_version(host) == "v2"
+    assert summary()["plan_id"] == approved["plan_id"] and summary()["release"] == approved["release"]
     # converge used the ports of earlier versions; v2 (default settings) moved gunicorn to its unix socket, and
     # nginx, which sent requests to both until gunicorn restarted, to the socket alone.
     assert host.socket("unix:///run/greenlight-demo/current.sock").is_listening

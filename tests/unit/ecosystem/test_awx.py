@@ -28,7 +28,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[3]
 AWX = REPO / "awx"
 PLAYBOOKS = REPO / "playbooks"
-SURVEYED = ("deploy", "deploy_blue_green", "rollback", "ledger_repair")
+SURVEYED = ("deploy", "deploy_blue_green", "rollback", "ledger_repair", "plan")
+# The workflow plan -> approval -> deploy (awx/workflows/): its survey's answers go to each of these playbooks.
+WORKFLOW = AWX / "workflows" / "plan_review_deploy.json"
+WORKFLOW_SURVEY = "plan_review_deploy"
+WORKFLOW_PLAYBOOKS = ("plan", "deploy")
 CREDENTIAL_TYPE = AWX / "credential_types" / "greenlight_django_application.json"
 SAMPLE_APP = "demo"
 SAMPLE_INPUTS = {
@@ -127,6 +131,14 @@ def launches() -> dict[str, list[dict]]:
         for variable, question in questions(name).items():
             for choice in choices_of(question):
                 cases[name].append({"label": f"{variable}={choice}", "vars": launch(name, **{variable: choice})})
+    # The workflow's survey answers reach the plan and the deploy alike, with the plan id the plan job hands on.
+    for variable, question in [(None, None), *questions(WORKFLOW_SURVEY).items()]:
+        for choice in choices_of(question) if question else [None]:
+            answers = launch(WORKFLOW_SURVEY, **({variable: choice} if variable else {}))
+            label = f"workflow: {variable}={choice}" if variable else "workflow: defaults"
+            for name in WORKFLOW_PLAYBOOKS:
+                extra = {"greenlight_plan_id": "3f1c0d9e5a7b2c84"} if name == "deploy" else {}
+                cases[name].append({"label": label, "vars": {**answers, **extra}})
     # Controls: the validation must be able to refuse.
     cases["rollback"].append(
         {"label": "control: unknown choice", "vars": launch("rollback", greenlight_rollback_database="drop")}
@@ -295,7 +307,7 @@ def test_secrets_are_not_survey_questions(name, checked):
         assert spec[variable].get("type") != "dict", f"{name}: {variable} is a dict, a survey cannot type it"
 
 
-@pytest.mark.parametrize("name", SURVEYED)
+@pytest.mark.parametrize("name", (*SURVEYED, WORKFLOW_SURVEY))
 def test_awx_accepts_the_survey(name):
     """AWX refuses a survey without name and description, and drops a default it would refuse as an answer."""
     spec = survey(name)
@@ -350,3 +362,53 @@ def test_the_playbooks_read_a_true_false_answer_as_a_boolean(variable):
 
 def test_accept_incompatible_is_read_as_a_boolean():
     assert bool_reads("greenlight_accept_incompatible") == []
+
+
+def workflow() -> dict:
+    return json.loads(WORKFLOW.read_text())
+
+
+def test_the_workflow_plans_waits_for_approval_then_deploys():
+    graph = workflow()
+    nodes = {node["identifier"]: node for node in graph["nodes"]}
+    assert graph["name"] and graph["description"] and graph["survey"] == WORKFLOW_SURVEY
+    path, node = [], nodes["plan"]
+    while True:
+        path.append(node.get("job_template") or "approval")
+        if not node["success_nodes"]:
+            break
+        (following,) = node["success_nodes"]
+        node = nodes[following]
+    assert path == ["plan", "approval", "deploy"]
+    approval = nodes["review"]["approval_node"]
+    assert approval["name"] and approval["description"] and approval["timeout"] > 0
+    for name in ("plan", "deploy"):
+        assert (AWX / "project" / f"{name}.yml").is_file() and (AWX / "surveys" / f"{name}.json").is_file()
+    # Without a failure or always path, a denied or failed plan deploys nothing.
+    assert all(set(node) <= {"identifier", "job_template", "approval_node", "success_nodes"} for node in nodes.values())
+
+
+def test_the_plan_hands_the_deploy_its_id(checked):
+    """The plan job's artifact greenlight_plan_id becomes an extra variable of the deploy node: an input of it."""
+    stats = [
+        task["ansible.builtin.set_stats"]["data"]
+        for task in yaml.safe_load((PLAYBOOKS / "tasks" / "plan_write.yml").read_text())
+        if "ansible.builtin.set_stats" in task
+    ]
+    assert [sorted(data) for data in stats] == [["greenlight_plan_id"]]
+    spec = checked["deploy"]["spec"]["greenlight_plan_id"]
+    assert spec.get("type", "str") == "str" and not spec.get("required")
+    assert "greenlight_plan_id" in checked["deploy_blue_green"]["spec"]
+
+
+@pytest.mark.parametrize("name", WORKFLOW_PLAYBOOKS)
+def test_every_workflow_question_is_an_input_of_each_node(name, checked):
+    spec = checked[name]["spec"]
+    for variable, question in questions(WORKFLOW_SURVEY).items():
+        assert variable in spec, f"{name}: {variable} is not an input of the playbook"
+        kind = spec[variable].get("type", "str")
+        assert question["type"] in SURVEY_TYPES[kind], f"{name}: {variable} is a {kind}, asked as {question['type']}"
+        if spec[variable].get("choices"):
+            assert choices_of(question) == [str(c) for c in spec[variable]["choices"]], f"{name}: {variable}"
+    required = [v for v, option in spec.items() if option.get("required")]
+    assert [v for v in required if not questions(WORKFLOW_SURVEY).get(v, {}).get("required")] == []
