@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +23,6 @@ pytestmark = pytest.mark.usefixtures("mariadb")
 BACKUP_PAYLOAD = REPO / "plugins" / "module_utils" / "_backup_payload.py"
 MIGRATE_PAYLOAD = REPO / "plugins" / "module_utils" / "_migrate_payload.py"
 BUILDER = REPO / "examples" / "demo" / "build.py"
-V2_PLAN = ["notes.0001_initial", "notes.0002_note_tag", "notes.0003_backfill_tag"]
 
 # A migration that fails at its third operation: on MariaDB the first two stay applied.
 HALF_FAILING = """
@@ -80,6 +80,34 @@ def backup(python, directory, env, **options) -> tuple[int, dict]:
     return run_payload(python, BACKUP_PAYLOAD, "GREENLIGHT_BACKUP_OPTIONS", options, directory, env)
 
 
+def wait_for(mariadb, query: str, seconds: float = 30) -> None:
+    """Wait (bounded) until the query returns a row that is not NULL or 0: a session of the test holds its lock."""
+    deadline = time.monotonic() + seconds
+    while mariadb.sql(query) in ("", "NULL", "0"):
+        assert time.monotonic() < deadline, f"never true: {query}"
+        time.sleep(0.2)
+
+
+def end_sessions(mariadb, query: str) -> None:
+    """End, on the server, the sessions whose ids the query returns (killing docker exec leaves them running)."""
+    for session in mariadb.sql(query).split():
+        if session.isdigit():
+            subprocess.run(["docker", "exec", mariadb.container, "mariadb", "-e", f"KILL {session}"], check=False)
+
+
+def full_plan(python: Path, directory: Path, env: dict) -> list[str]:
+    """Every migration of the project not yet applied, in plan order (manage.py showmigrations --plan)."""
+    shown = subprocess.run(
+        [str(python), "manage.py", "showmigrations", "--plan"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line.split()[-1] for line in shown.stdout.splitlines() if line.startswith("[ ]")]
+
+
 def note_columns(mariadb, database: str) -> list[str]:
     """The columns of the demo's notes table, as the server has them."""
     query = "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = "
@@ -101,7 +129,7 @@ def test_a_backup_is_consistent_private_verified_and_restores_exactly_the_backed
     tmp_path, mariadb, mysql_python, project
 ):
     directory, env, database = project
-    rc, result = migrate(mysql_python, directory, env, V2_PLAN)
+    rc, result = migrate(mysql_python, directory, env, full_plan(mysql_python, directory, env))
     assert rc == 0, result
     mariadb.sql("INSERT INTO notes_note (title, body, created_at, tag) VALUES ('kept', 'b', NOW(), 't')", database)
     bin_dir, log = recording_clients(tmp_path)
@@ -153,37 +181,40 @@ def test_a_wrong_password_a_silent_server_and_a_missing_client_each_say_what_to_
     assert rc == 1 and "is not installed" in result["error"] and "mariadb-client" in result["error"], result
     assert list(backups.iterdir()) == []
 
-    rc, result = migrate(mysql_python, directory, silent, V2_PLAN)
+    rc, result = migrate(mysql_python, directory, silent, full_plan(mysql_python, directory, env))
     assert rc == 1 and "does not answer" in result["error"] and "Nothing was applied" in result["error"], result
 
 
 def test_a_migrate_waits_for_the_named_lock_another_migrate_holds_then_gives_up(mariadb, mysql_python, project):
     directory, env, database = project
+    plan = full_plan(mysql_python, directory, env)
+    assert "notes.0003_backfill_tag" in plan
     name = "greenlight-migrate-" + __import__("hashlib").sha256(b"greenlight.django.migrate:demo").hexdigest()[:32]
     holder = subprocess.Popen(
-        ["docker", "exec", mariadb.container, "mariadb", "-e", f"SELECT GET_LOCK('{name}', 0), SLEEP(15)"],
+        ["docker", "exec", mariadb.container, "mariadb", "-e", f"SELECT GET_LOCK('{name}', 0), SLEEP(60)"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(1.5)
+        wait_for(mariadb, f"SELECT IS_USED_LOCK('{name}')")
         started = time.monotonic()
-        rc, result = migrate(mysql_python, directory, env, V2_PLAN, advisory_lock_timeout=2)
+        rc, result = migrate(mysql_python, directory, env, plan, advisory_lock_timeout=2)
         waited = time.monotonic() - started
     finally:
+        end_sessions(mariadb, f"SELECT IS_USED_LOCK('{name}')")
         holder.kill()
         holder.wait()
     assert rc == 1 and "holds the migrate lock (MySQL named lock" in result["error"], result
     assert waited >= 2
     assert mariadb.sql("SHOW TABLES", database) == ""  # nothing applied
 
-    rc, result = migrate(mysql_python, directory, env, V2_PLAN)
-    assert rc == 0 and result["applied"] == V2_PLAN and result["lock"] == f"MySQL named lock {name}", result
+    rc, result = migrate(mysql_python, directory, env, plan)
+    assert rc == 0 and result["applied"] == plan and result["lock"] == f"MySQL named lock {name}", result
 
 
 def test_a_migration_blocked_by_a_long_transaction_fails_after_the_lock_timeout(mariadb, mysql_python, project):
     directory, env, database = project
-    rc, result = migrate(mysql_python, directory, env, V2_PLAN)
+    rc, result = migrate(mysql_python, directory, env, full_plan(mysql_python, directory, env))
     assert rc == 0, result
     (directory / "notes" / "migrations" / "0004_half.py").write_text(HALF_FAILING)
     reader = subprocess.Popen(
@@ -194,15 +225,16 @@ def test_a_migration_blocked_by_a_long_transaction_fails_after_the_lock_timeout(
             "mariadb",
             database,
             "-e",
-            "BEGIN; SELECT COUNT(*) FROM notes_note; SELECT SLEEP(20); COMMIT",
+            "BEGIN; SELECT COUNT(*) FROM notes_note; SELECT SLEEP(60); COMMIT",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(1.5)
+        wait_for(mariadb, "SELECT COUNT(*) FROM information_schema.processlist WHERE info = 'SELECT SLEEP(60)'")
         rc, result = migrate(mysql_python, directory, env, ["notes.0004_half"], lock_timeout=1)
     finally:
+        end_sessions(mariadb, "SELECT id FROM information_schema.processlist WHERE info = 'SELECT SLEEP(60)'")
         reader.kill()
         reader.wait()
     assert rc == 1 and "waited more than 1 s for a table lock" in result["error"], result
@@ -212,7 +244,7 @@ def test_a_migration_blocked_by_a_long_transaction_fails_after_the_lock_timeout(
 
 def test_a_half_failed_migration_reports_exactly_the_operations_that_stay_applied(mariadb, mysql_python, project):
     directory, env, database = project
-    rc, result = migrate(mysql_python, directory, env, V2_PLAN)
+    rc, result = migrate(mysql_python, directory, env, full_plan(mysql_python, directory, env))
     assert rc == 0, result
     (directory / "notes" / "migrations" / "0004_half.py").write_text(HALF_FAILING)
 
@@ -229,3 +261,73 @@ def test_a_half_failed_migration_reports_exactly_the_operations_that_stay_applie
     columns = note_columns(mariadb, database)
     assert "rating" in columns and "score" in columns  # what the report says is what the database holds
     assert "0004_half" not in mariadb.sql("SELECT name FROM django_migrations", database)
+
+
+TWO_COLUMNS = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0003_backfill_tag")]
+    operations = [
+        migrations.AddField("note", "rating", models.IntegerField(null=True)),
+        migrations.AddField("note", "score", models.IntegerField(null=True)),
+    ]
+"""
+UNIQUE_TITLE = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0004_two_columns")]
+    operations = [migrations.AlterField("note", "title", models.CharField(max_length=200, unique=True))]
+"""
+
+
+def migration_status(python: Path, directory: Path, env: dict, **args) -> tuple[int, dict]:
+    """The migration_status module, run as Ansible runs it (a JSON file of arguments)."""
+    arguments = {
+        "project_path": str(directory),
+        "python": str(python),
+        "environment": {key: value for key, value in env.items() if key != "PATH"},
+        **args,
+    }
+    arguments_file = directory / "module-args.json"
+    arguments_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": arguments}))
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "plugins" / "modules" / "migration_status.py"), str(arguments_file)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "build" / "collections")},
+        timeout=300,
+        check=False,
+    )
+    return completed.returncode, json.loads(completed.stdout)
+
+
+def test_migration_status_marks_mixed_migrations_risky_and_checks_the_rows_on_mariadb(mariadb, mysql_python, project):
+    directory, env, database = project
+    rc, result = migrate(mysql_python, directory, env, full_plan(mysql_python, directory, env))
+    assert rc == 0, result
+    mariadb.sql(
+        "INSERT INTO notes_note (title, body, created_at) VALUES ('same', '', NOW()), ('same', '', NOW()), "
+        "('other', '', NOW())",
+        database,
+    )
+    (directory / "notes" / "migrations" / "0004_two_columns.py").write_text(TWO_COLUMNS)
+    (directory / "notes" / "migrations" / "0005_unique_title.py").write_text(UNIQUE_TITLE)
+
+    rc, status = migration_status(mysql_python, directory, env, fail_on=["risky", "data_violations"])
+
+    assert rc == 1 and status["failed"] is True
+    assert status["database"]["vendor"] == "mysql"
+    assert status["risky"] == ["notes.0004_two_columns"]
+    pending = {item["name"]: item for item in status["pending"]}
+    assert pending["0004_two_columns"]["risky"].startswith("mixes 2 schema operations in one migration")
+    assert pending["0005_unique_title"]["risky"] is None
+    assert len(status["data_violations"]) == 1 and "2 rows" in status["data_violations"][0], status
+    assert "notes.0004_two_columns mixes 2 schema operations" in status["msg"]
+    assert "DDL is not transactional on MySQL/MariaDB" in status["msg"]
+    # The inspection only read the database.
+    assert "rating" not in note_columns(mariadb, database)
+    assert "0004_two_columns" not in mariadb.sql("SELECT name FROM django_migrations", database)
