@@ -561,10 +561,16 @@ def mysql_failure(what: str, completed, secrets: list[str], options: MysqlOption
     return BackupError(f"{text}. {hint[0].upper()}{hint[1:]}; nothing was changed.")
 
 
+def mysql_environment(entry: pwd.struct_passwd) -> dict:
+    """A clean environment for a MySQL client: none of the application's variables (DATABASE_URL holds the
+    password) reach it."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": entry.pw_dir, "USER": entry.pw_name}
+
+
 def mysql_run(command: list[str], entry, secrets: list[str], options: MysqlOptions, what: str, **kwargs):
     completed = subprocess.run(
         command,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": entry.pw_dir, "USER": entry.pw_name},
+        env=mysql_environment(entry),
         preexec_fn=run_as(entry),
         check=False,
         **kwargs,
@@ -674,6 +680,7 @@ def mysql_verify_restore(args, options: MysqlOptions, entry, path: str, secrets:
         subprocess.run(
             mysql_command(args, options, "-e", f"DROP DATABASE IF EXISTS {scratch}"),
             capture_output=True,
+            env=mysql_environment(entry),
             preexec_fn=run_as(entry),
             check=False,
         )
@@ -723,7 +730,7 @@ def mysql_restore(args, settings_dict: dict) -> dict:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": entry.pw_dir},
+            env=mysql_environment(entry),
             preexec_fn=run_as(entry),
         )
         try:
