@@ -599,7 +599,14 @@ def mysql_dump_complete(path: str) -> int:
         if MYSQL_COMPLETE not in tail:
             raise BackupError(f"the dump {path} is incomplete: it does not end with mysqldump's '-- Dump completed'")
         handle.seek(0)
-        return sum(1 for line in handle if line.startswith(b"CREATE TABLE "))
+        marker, count, tail = b"\nCREATE TABLE ", 0, b""
+        while True:
+            chunk = handle.read(1024 * 1024)
+            if not chunk:
+                return count
+            window = tail + chunk
+            count += window.count(marker)
+            tail = window[-(len(marker) - 1) :]  # a marker cut by the chunk boundary is counted once, next round
 
 
 def mysql_dump(args, settings_dict: dict) -> dict:
