@@ -73,10 +73,12 @@ printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$root/etc/apt/sources.list"
 echo "==> docker import as $tag" >&2
 stage="greenlight-base-stage-$$"
 tar -C "$root" -c . | docker import - "$stage:import" >&2
-# The PostgreSQL cluster is created in a container rather than the chroot:
-# initdb wants a real /proc and /dev/shm.
+# The PostgreSQL cluster and MariaDB's system tables are created in a
+# container rather than the chroot: initdb wants a real /proc and /dev/shm, and
+# the package's postinst could not start the server in the chroot to do it.
 docker rm -f "$stage" >/dev/null 2>&1 || true
-docker run --name "$stage" "$stage:import" pg_createcluster --locale C.UTF-8 "$PG_VERSION" main >&2
+docker run --name "$stage" "$stage:import" sh -ec "pg_createcluster --locale C.UTF-8 $PG_VERSION main
+mariadb-install-db --user=mysql --auth-root-authentication-method=socket --skip-test-db >/dev/null" >&2
 docker commit -c 'CMD ["/lib/systemd/systemd"]' "$stage" "$tag" >&2
 docker rm -f "$stage" >/dev/null
 docker rmi "$stage:import" >/dev/null

@@ -16,15 +16,19 @@ the ``DATABASES`` entry, a password among them):
 
 ``command`` (``dump`` or ``restore``), ``database`` (the alias, default ``default``), ``database_overrides``
 (overrides of the ``DATABASES`` entry), ``run_as`` (the account the clients run as), ``lock_wait_timeout``,
-``pg_bin_dir`` (where pg_dump, pg_restore and psql live; default: PATH); for ``dump``: ``dir``, ``app_name``,
+``pg_bin_dir`` (where pg_dump, pg_restore and psql live; default: PATH), ``mysql_bin_dir`` (where mysqldump and
+mysql live; default: PATH); for ``dump``: ``dir``, ``app_name``,
 ``verify_restore``, ``pg_dump_options``; for ``restore``: ``file``.
 
 The connection parameters come from ``settings.DATABASES[alias]`` (the settings module is imported; the apps
 are not loaded). For PostgreSQL they reach pg_dump, pg_restore and psql as libpq variables (PGHOST, PGPASSWORD,
 ...) in the child's environment, never as arguments; the clients run as the application user (``run_as``) so
 that peer authentication on the local socket works as it does for the application, while the backup file itself
-is opened by root. SQLite databases are copied with SQLite's online backup API and checked with
-``PRAGMA integrity_check``. Other engines are refused.
+is opened by root. For MySQL and MariaDB, mysqldump (``--single-transaction``: a consistent snapshot without
+locking the application's tables) and mysql read the connection from an option file (mode 0600, in a private
+directory, passed with ``--defaults-extra-file``), so the password is never an argument nor in the environment;
+the dump is complete only when it ends with mysqldump's ``Dump completed`` line. SQLite databases are copied
+with SQLite's online backup API and checked with ``PRAGMA integrity_check``. Other engines are refused.
 
 Only the standard library is imported: the release's interpreter (Python 3.8 or later) has no Ansible, and
 Ansible's interpreter imports this file (to ship it) without Django.
@@ -40,6 +44,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from types import SimpleNamespace
 from urllib.parse import quote
@@ -49,7 +54,8 @@ RESULT_MARKER = "GREENLIGHT-BACKUP-RESULT"
 SETTINGS_LINE = re.compile(
     r"""os\.environ\.setdefault\(\s*['"]DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]\s*\)"""
 )
-EXTENSIONS = {"postgresql": ".dump", "sqlite": ".sqlite3"}
+EXTENSIONS = {"postgresql": ".dump", "mysql": ".sql", "sqlite": ".sqlite3"}
+SUPPORTED = "PostgreSQL, MySQL/MariaDB and SQLite"
 # Vendors of the backends Django ships, so that reading the settings imports no driver.
 KNOWN_VENDORS = {
     "django.db.backends.postgresql": "postgresql",
@@ -458,6 +464,311 @@ def pg_restore(args, settings_dict: dict) -> dict:
     }
 
 
+# --- MySQL / MariaDB --------------------------------------------------------
+
+MYSQL_COMPLETE = b"-- Dump completed"
+MYSQL_CLIENT_PACKAGE = "install the MariaDB or MySQL client (Debian: mariadb-client or default-mysql-client)"
+MYSQL_DUMP_OPTIONS = [
+    "--single-transaction",  # one consistent snapshot (InnoDB), no table locks: the site keeps writing
+    "--routines",
+    "--triggers",
+    "--hex-blob",
+    "--no-tablespaces",  # needs no PROCESS privilege
+    "--default-character-set=utf8mb4",
+]
+
+
+def mysql_client(bin_dir: str | None, *names: str) -> str:
+    """The first of names that is installed (mariadb-dump, then mysqldump, ...)."""
+    for name in names:
+        path = os.path.join(bin_dir, name) if bin_dir else shutil.which(name)
+        if path and os.access(path, os.X_OK):
+            return path
+    raise BackupError(f"{names[-1]} is not installed ({bin_dir or 'PATH'}); {MYSQL_CLIENT_PACKAGE}")
+
+
+def option_value(value) -> str:
+    """A value of a MySQL option file, quoted (the clients read backslash escapes in quoted values)."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class MysqlOptions:
+    """The connection of a DATABASES entry as an option file that only the client's account can read.
+
+    Django's mysql backend reads HOST (a path: the Unix socket), PORT, USER, PASSWORD, NAME and, in OPTIONS,
+    read_default_file, unix_socket, ssl; the file carries the same to mysqldump and mysql.
+    """
+
+    def __init__(self, settings_dict: dict, entry: pwd.struct_passwd):
+        options = settings_dict.get("OPTIONS") or {}
+        self.database = str(settings_dict.get("NAME") or options.get("db") or options.get("database") or "")
+        if not self.database:
+            raise BackupError("the MySQL database has no NAME in DATABASES; set it (or database_overrides)")
+        self.defaults_file = options.get("read_default_file")
+        host = str(settings_dict.get("HOST") or "")
+        lines = ["[client]"]
+        if host.startswith("/"):
+            lines.append(f"socket={option_value(host)}")
+        elif host:
+            lines.append(f"host={option_value(host)}")
+        if options.get("unix_socket"):
+            lines.append(f"socket={option_value(options['unix_socket'])}")
+        if settings_dict.get("PORT"):
+            lines.append(f"port={int(settings_dict['PORT'])}")
+        user = settings_dict.get("USER") or options.get("user")
+        if user:
+            lines.append(f"user={option_value(user)}")
+        password = settings_dict.get("PASSWORD") or options.get("password") or options.get("passwd")
+        if password:
+            lines.append(f"password={option_value(password)}")
+        ssl = options.get("ssl") or {}
+        for key, option in (("ca", "ssl-ca"), ("cert", "ssl-cert"), ("key", "ssl-key")):
+            if ssl.get(key):
+                lines.append(f"{option}={option_value(ssl[key])}")
+        self.where = host or options.get("unix_socket") or "localhost"
+        self.directory = tempfile.mkdtemp(prefix="greenlight-mysql-")
+        self.path = os.path.join(self.directory, "client.cnf")
+        descriptor = create_private_file(self.path)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        for path in (self.directory, self.path):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def arguments(self) -> list[str]:
+        """The option-file arguments, which must come first on the client's command line."""
+        first = [f"--defaults-file={self.defaults_file}"] if self.defaults_file else []
+        return [*first, f"--defaults-extra-file={self.path}"]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def mysql_failure(what: str, completed, secrets: list[str], options: MysqlOptions) -> BackupError:
+    """The client's error, with what to do for the usual causes."""
+    error = failure(what, completed, secrets)
+    text = str(error)
+    codes = set(re.findall(r"\b(1044|1045|1049|1227|2002|2003|2005|2013)\b", text))
+    if "1045" in codes or "Access denied for user" in text:
+        hint = "the server refused the user or password: check USER and PASSWORD of the DATABASES entry"
+    elif codes & {"2002", "2003", "2005", "2013"}:
+        hint = f"the MySQL server at {options.where} does not answer: is it running, and are HOST and PORT right?"
+    elif "1049" in codes:
+        hint = f"the database {options.database} does not exist on the server: create it, or fix NAME"
+    elif codes & {"1044", "1227"}:
+        hint = "the database user lacks a privilege the dump needs (SELECT, SHOW VIEW, TRIGGER, LOCK TABLES)"
+    else:
+        return error
+    return BackupError(f"{text}. {hint[0].upper()}{hint[1:]}; nothing was changed.")
+
+
+def mysql_environment(entry: pwd.struct_passwd) -> dict:
+    """A clean environment for a MySQL client: none of the application's variables (DATABASE_URL holds the
+    password) reach it."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": entry.pw_dir, "USER": entry.pw_name}
+
+
+def mysql_run(command: list[str], entry, secrets: list[str], options: MysqlOptions, what: str, **kwargs):
+    completed = subprocess.run(
+        command,
+        env=mysql_environment(entry),
+        preexec_fn=run_as(entry),
+        check=False,
+        **kwargs,
+    )
+    if completed.returncode != 0:
+        raise mysql_failure(what, completed, secrets, options)
+    return completed
+
+
+def mysql_command(args, options: MysqlOptions, *extra: str) -> list[str]:
+    return [
+        mysql_client(args.mysql_bin_dir, "mariadb", "mysql"),
+        *options.arguments(),
+        "--batch",
+        "--skip-column-names",
+        "--default-character-set=utf8mb4",
+        *extra,
+    ]
+
+
+def mysql_dump_complete(path: str) -> int:
+    """The number of tables in a dump that ends with mysqldump's completion line; refused otherwise."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, os.path.getsize(path) - 4096))
+        tail = handle.read()
+        if MYSQL_COMPLETE not in tail:
+            raise BackupError(f"the dump {path} is incomplete: it does not end with mysqldump's '-- Dump completed'")
+        handle.seek(0)
+        marker, count, tail = b"\nCREATE TABLE ", 0, b""
+        while True:
+            chunk = handle.read(1024 * 1024)
+            if not chunk:
+                return count
+            window = tail + chunk
+            count += window.count(marker)
+            tail = window[-(len(marker) - 1) :]  # a marker cut by the chunk boundary is counted once, next round
+
+
+def mysql_dump(args, settings_dict: dict) -> dict:
+    entry = account(args.run_as)
+    secrets = secret_values(settings_dict)
+    options = MysqlOptions(settings_dict, entry)
+    final = new_backup_path(args.dir, backup_prefix(args), EXTENSIONS["mysql"])
+    partial = final + ".partial"
+    started = time.monotonic()
+    try:
+        command = [
+            mysql_client(args.mysql_bin_dir, "mariadb-dump", "mysqldump"),
+            *options.arguments(),
+            *MYSQL_DUMP_OPTIONS,
+            *args.mysql_dump_options,
+            "--",
+            options.database,
+        ]
+        descriptor = create_private_file(partial)
+        try:
+            mysql_run(
+                command,
+                entry,
+                secrets,
+                options,
+                f"mysqldump of database {options.database}",
+                stdout=descriptor,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            os.close(descriptor)
+        tables = mysql_dump_complete(partial)
+        if args.verify_restore:
+            mysql_verify_restore(args, options, entry, partial, secrets)
+        publish(partial, final)
+    finally:
+        options.remove()
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return {
+        "file": final,
+        "engine": "mysql",
+        "database": options.database,
+        "size": os.path.getsize(final),
+        "toc_entries": tables,
+        "verified_restore": bool(args.verify_restore),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def mysql_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def mysql_verify_restore(args, options: MysqlOptions, entry, path: str, secrets: list[str]) -> None:
+    """Load the dump into a scratch database, then drop it."""
+    scratch = mysql_identifier(f"{options.database[:40]}_glverify_{os.getpid()}")
+    mysql_run(
+        mysql_command(args, options, "-e", f"CREATE DATABASE {scratch}"),
+        entry,
+        secrets,
+        options,
+        f"creating the scratch database {scratch} for backup_verify_restore (the database user needs CREATE on it)",
+        capture_output=True,
+    )
+    try:
+        with open(path, "rb") as dump:
+            mysql_run(
+                mysql_command(args, options, scratch.strip("`")),
+                entry,
+                secrets,
+                options,
+                f"loading the backup into the scratch database {scratch}",
+                stdin=dump,
+                capture_output=True,
+            )
+    finally:
+        subprocess.run(
+            mysql_command(args, options, "-e", f"DROP DATABASE IF EXISTS {scratch}"),
+            capture_output=True,
+            env=mysql_environment(entry),
+            preexec_fn=run_as(entry),
+            check=False,
+        )
+
+
+def mysql_restore(args, settings_dict: dict) -> dict:
+    """Bring the database back to the dump: drop every table and view it has now, then load the dump.
+
+    DDL is not transactional on MySQL: a restore that fails half way leaves the database half restored, and
+    running it again (it starts by dropping everything) is the way out.
+    """
+    entry = account(args.run_as)
+    secrets = secret_values(settings_dict)
+    mysql_dump_complete(args.file)
+    options = MysqlOptions(settings_dict, entry)
+    started = time.monotonic()
+    try:
+        listed = mysql_run(
+            mysql_command(
+                args,
+                options,
+                "-e",
+                "SELECT table_type, table_name FROM information_schema.tables WHERE table_schema = DATABASE()",
+                options.database,
+            ),
+            entry,
+            secrets,
+            options,
+            f"listing the tables of {options.database}",
+            capture_output=True,
+        )
+        rows = [line.split("\t", 1) for line in listed.stdout.decode("utf-8", "replace").splitlines() if "\t" in line]
+        drops = [
+            f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS {mysql_identifier(name)};"
+            for kind, name in sorted(rows, key=lambda row: row[0] != "VIEW")
+        ]
+        prologue = "\n".join(
+            [
+                f"SET SESSION lock_wait_timeout = {max(1, int(args.lock_wait_timeout))};",
+                "SET FOREIGN_KEY_CHECKS = 0;",
+                *drops,
+                "",
+            ]
+        )
+        loader = subprocess.Popen(
+            mysql_command(args, options, options.database),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=mysql_environment(entry),
+            preexec_fn=run_as(entry),
+        )
+        try:
+            loader.stdin.write(prologue.encode())
+            with open(args.file, "rb") as dump:
+                shutil.copyfileobj(dump, loader.stdin, 1024 * 1024)
+            loader.stdin.write(b"\nSET FOREIGN_KEY_CHECKS = 1;\n")
+        except BrokenPipeError:
+            pass  # mysql stopped on an error; its exit status and stderr say which
+        finally:
+            stdout, stderr = loader.communicate()
+        if loader.returncode != 0:
+            error = mysql_failure(
+                f"restoring {args.file} into database {options.database} (DDL is not transactional on MySQL: the "
+                "database may be half restored; run the restore again once the cause is fixed)",
+                subprocess.CompletedProcess(loader.args, loader.returncode, stdout, stderr),
+                secrets,
+                options,
+            )
+            raise error
+    finally:
+        options.remove()
+    return {
+        "file": args.file,
+        "engine": "mysql",
+        "database": options.database,
+        "dropped_before_load": len(drops),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
 # --- SQLite -----------------------------------------------------------------
 
 
@@ -547,11 +858,13 @@ DEFAULTS = {
     "database": "default",
     "database_overrides": {},
     "pg_bin_dir": None,
+    "mysql_bin_dir": None,
     "lock_wait_timeout": 60.0,
     "dir": None,
     "app_name": None,
     "verify_restore": False,
     "pg_dump_options": [],
+    "mysql_dump_options": [],
     "file": None,
 }
 
@@ -568,6 +881,7 @@ def read_options(environ) -> SimpleNamespace:
     options.update((key, value) for key, value in given.items() if value is not None)
     options["lock_wait_timeout"] = float(options["lock_wait_timeout"])
     options["pg_dump_options"] = [str(option) for option in options["pg_dump_options"]]
+    options["mysql_dump_options"] = [str(option) for option in options["mysql_dump_options"]]
     return SimpleNamespace(**options)
 
 
@@ -575,14 +889,13 @@ def run(args: SimpleNamespace) -> dict:
     vendor, settings_dict = database_settings(args.database, args.database_overrides or {})
     if vendor not in EXTENSIONS:
         raise BackupError(
-            f"the database engine {settings_dict.get('ENGINE')} ({vendor}) is not supported yet; greenlight.django "
-            "backs up PostgreSQL and SQLite. Back it up with its own tools (e.g. mysqldump --single-transaction) "
-            "and set backup_when: never"
+            f"the database engine {settings_dict.get('ENGINE')} ({vendor}) is not supported: greenlight.django "
+            f"backs up {SUPPORTED}. Nothing was changed. Back it up with its own tools and set backup_when: never"
         )
     if args.command == "dump":
         if not os.path.isdir(args.dir):
             raise BackupError(f"the backup directory {args.dir} does not exist")
-        return pg_dump(args, settings_dict) if vendor == "postgresql" else sqlite_dump(args, settings_dict)
+        return {"postgresql": pg_dump, "mysql": mysql_dump, "sqlite": sqlite_dump}[vendor](args, settings_dict)
     if not os.path.isfile(args.file):
         raise BackupError(f"the backup file {args.file} does not exist")
     if not args.file.endswith(EXTENSIONS[vendor]):
@@ -590,7 +903,7 @@ def run(args: SimpleNamespace) -> dict:
             f"{args.file} is not a {vendor} backup of this role (expected a {EXTENSIONS[vendor]} file) and the "
             f"database of this release is {vendor}"
         )
-    return pg_restore(args, settings_dict) if vendor == "postgresql" else sqlite_restore(args, settings_dict)
+    return {"postgresql": pg_restore, "mysql": mysql_restore, "sqlite": sqlite_restore}[vendor](args, settings_dict)
 
 
 def main() -> int:

@@ -22,13 +22,16 @@ What it does, in one process and on one database connection:
 
 1. ``django.setup()``;
 2. takes the migrate lock: on PostgreSQL the session advisory lock
-   ``pg_advisory_lock(<key of the app name>)`` (waiting at most
-   ``advisory_lock_timeout`` seconds), on SQLite an exclusive ``flock`` on
-   the database file;
+   ``pg_advisory_lock(<key of the app name>)``, on MySQL/MariaDB the named
+   lock ``GET_LOCK('greenlight-migrate-<hash of the app name>')`` (both
+   waiting at most ``advisory_lock_timeout`` seconds), on SQLite an exclusive
+   ``flock`` on the database file;
 3. on PostgreSQL sets ``lock_timeout``, ``statement_timeout`` and
-   ``application_name`` (``greenlight-migrate <app>``) on that connection, so
-   that a migration blocked behind a long transaction fails fast instead of
-   queueing every query of the site behind it;
+   ``application_name`` (``greenlight-migrate <app>``) on that connection, on
+   MySQL/MariaDB ``lock_wait_timeout`` and ``innodb_lock_wait_timeout`` (and
+   MariaDB's ``max_statement_time``), so that a migration blocked behind a
+   long transaction fails fast instead of queueing every query of the site
+   behind it;
 4. works out the plan again under the lock and refuses to go backwards or to
    apply a migration that is not in ``expect`` (what the preflight
    inspected);
@@ -57,7 +60,11 @@ The last line of standard output is ``GREENLIGHT-MIGRATE-RESULT <json>``;
 Django's own output goes to standard error. Exit status 0 when the plan was
 applied (or was empty), 1 otherwise (the JSON then has ``ok: false``,
 ``error``, ``applied`` - what was applied before the failure - and
-``failed_migration``).
+``failed_migration``). After a failed migration, ``partial`` says which of its
+operations had run (``applied_operations``), which one failed
+(``failed_operation``) and whether the database rolled them back
+(``rolled_back``): DDL is not transactional on MySQL/MariaDB, so there they
+stay applied.
 
 It never creates migrations: migrations are made in development. Only the
 standard library is imported at module level, and nothing of Ansible: the
@@ -87,6 +94,10 @@ SETTINGS_LINE = re.compile(
 )
 SQLSTATE_LOCK_TIMEOUT = "55P03"
 SQLSTATE_STATEMENT_TIMEOUT = "57014"
+# MySQL/MariaDB error numbers: lock wait timeout (table rows and metadata locks), statement time limits.
+MYSQL_LOCK_WAIT_TIMEOUT = 1205
+MYSQL_STATEMENT_TIMEOUT = (1969, 3024)
+SUPPORTED = "PostgreSQL, MySQL/MariaDB and SQLite"
 
 
 class MigrateError(Exception):
@@ -97,6 +108,11 @@ def advisory_lock_key(app_name: str) -> int:
     """A stable signed 64-bit key for pg_advisory_lock, the same on every host."""
     digest = hashlib.sha256(LOCK_NAMESPACE + app_name.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def mysql_lock_name(app_name: str) -> str:
+    """The GET_LOCK name (at most 64 characters), the same on every host."""
+    return "greenlight-migrate-" + hashlib.sha256(LOCK_NAMESPACE + app_name.encode("utf-8")).hexdigest()[:32]
 
 
 def settings_module(release: str) -> str | None:
@@ -146,6 +162,15 @@ def ledger_module():
     return _ledger
 
 
+def mysql_errno(exc: BaseException) -> int | None:
+    """The error number of a MySQLdb/PyMySQL error, looking through Django's wrapping."""
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        args = getattr(candidate, "args", None)
+        if args and isinstance(args[0], int):
+            return args[0]
+    return None
+
+
 # --- locks ------------------------------------------------------------------
 
 
@@ -192,6 +217,36 @@ def holder_of(cursor, key: int) -> str:
 
 
 @contextlib.contextmanager
+def mysql_lock(connection, app_name: str, timeout: float):
+    """GET_LOCK on the migrate's own connection: the server waits (at most timeout) and frees it with the session."""
+    name = mysql_lock_name(app_name)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT GET_LOCK(%s, %s)", [name, max(0, int(timeout + 0.999))])
+        got = cursor.fetchone()[0]
+        if got != 1:
+            holder = ""
+            with contextlib.suppress(Exception):
+                cursor.execute(
+                    "SELECT p.id, p.user, p.host, p.time FROM information_schema.processlist p"
+                    " WHERE p.id = IS_USED_LOCK(%s)",
+                    [name],
+                )
+                row = cursor.fetchone()
+                if row:
+                    holder = f", held by connection {row[0]} ({row[1]}@{row[2]}, for {row[3]} s)"
+            raise MigrateError(
+                f"another migrate of {app_name} holds the migrate lock (MySQL named lock {name}{holder}) and did not "
+                f"release it within {timeout:g} s. Wait for it to finish and run again; raise "
+                "migrate_advisory_lock_timeout to wait longer."
+            )
+    try:
+        yield f"MySQL named lock {name}"
+    finally:
+        with contextlib.suppress(Exception), connection.cursor() as cursor:
+            cursor.execute("SELECT RELEASE_LOCK(%s)", [name])
+
+
+@contextlib.contextmanager
 def sqlite_lock(path: str, timeout: float):
     if not os.path.exists(path):
         yield "none (the SQLite database does not exist yet)"
@@ -217,9 +272,13 @@ def sqlite_lock(path: str, timeout: float):
 
 
 def session_settings(app_name: str, lock_timeout: float, statement_timeout: float):
-    """A connection_created receiver that names every PostgreSQL connection and sets its timeouts."""
+    """A connection_created receiver that names every PostgreSQL connection and sets its timeouts (and those of
+    MySQL/MariaDB connections)."""
 
     def apply(sender, connection, **kwargs):
+        if connection.vendor == "mysql":
+            mysql_session_settings(connection, lock_timeout, statement_timeout)
+            return
         if connection.vendor != "postgresql":
             return
         with connection.cursor() as cursor:
@@ -228,6 +287,16 @@ def session_settings(app_name: str, lock_timeout: float, statement_timeout: floa
             cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{int(statement_timeout * 1000)}ms"])
 
     return apply
+
+
+def mysql_session_settings(connection, lock_timeout: float, statement_timeout: float) -> None:
+    """lock_wait_timeout (metadata locks of DDL) and innodb_lock_wait_timeout in whole seconds (at least 1); the
+    statement time limit where the server has one for every statement (MariaDB's max_statement_time)."""
+    seconds = max(1, int(lock_timeout + 0.999))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET SESSION lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds}")
+        if connection.mysql_is_mariadb:
+            cursor.execute(f"SET SESSION max_statement_time = {float(statement_timeout):f}")
 
 
 # --- plan -------------------------------------------------------------------
@@ -331,20 +400,26 @@ def migrate(args: Options, result: dict) -> None:
     if args.database not in connections.settings:
         raise MigrateError(f"DATABASES has no alias {args.database!r}; set migrate_database_alias")
     connection = connections[args.database]
-    if connection.vendor == "postgresql":
+    if connection.vendor in ("postgresql", "mysql"):
         connection_created.connect(
             session_settings(args.app_name, args.lock_timeout, args.statement_timeout), weak=False
         )
         connection.close()  # reconnect below, with the timeouts set by the receiver
-        connection.ensure_connection()
-        lock = postgresql_lock(connection, args.app_name, args.advisory_lock_timeout)
+        try:
+            connection.ensure_connection()
+        except Exception as exc:  # noqa: BLE001 - a database that does not answer gets one message
+            raise MigrateError(connection_problem(connection, exc)) from None
+        if connection.vendor == "postgresql":
+            lock = postgresql_lock(connection, args.app_name, args.advisory_lock_timeout)
+        else:
+            lock = mysql_lock(connection, args.app_name, args.advisory_lock_timeout)
     elif connection.vendor == "sqlite":
         name = str(connection.settings_dict.get("NAME") or "")
         lock = sqlite_lock(os.path.abspath(name), args.advisory_lock_timeout)
     else:
         raise MigrateError(
-            f"the database engine {connection.settings_dict.get('ENGINE')} ({connection.vendor}) is not supported "
-            "yet; greenlight.django migrates PostgreSQL and SQLite under a lock"
+            f"the database engine {connection.settings_dict.get('ENGINE')} ({connection.vendor}) is not supported: "
+            f"greenlight.django migrates {SUPPORTED} under a lock. Nothing was applied."
         )
     with lock as lock_name:
         result["lock"] = lock_name
@@ -364,6 +439,7 @@ def migrate(args: Options, result: dict) -> None:
         if not plan:
             return
         before = applied_set(connection)
+        watch_operations(executor.loader, plan, connection, result)
         try:
             with ledger_recording(args, executor.loader, result):
                 if args.phase == "before_switch":
@@ -480,6 +556,63 @@ def accept(args: Options, executor, connection, result: dict) -> None:
     result["accepted"] = list(args.accept)
 
 
+def watch_operations(loader, plan: list[str], connection, result: dict) -> None:
+    """Record, per migration of the plan, each operation whose database change ran, and the one that failed.
+
+    The migrate command loads the same operation objects (migration modules are imported once), so wrapping
+    their database_forwards here sees what the command applies. On a failure, result["partial"] tells which
+    operations of the failed migration ran and whether the database rolled them back (atomic migration on a
+    database with transactional DDL) or kept them (MySQL/MariaDB).
+    """
+    done: dict[str, list[str]] = {}
+
+    def watch(name: str, migration, operation) -> None:
+        original = operation.database_forwards
+
+        def database_forwards(*args, **kwargs):
+            try:
+                original(*args, **kwargs)
+            except BaseException:
+                rolled_back = bool(migration.atomic and connection.features.can_rollback_ddl)
+                result["partial"] = {
+                    "migration": name,
+                    "applied_operations": list(done.get(name, [])),
+                    "failed_operation": operation.describe(),
+                    "not_applied_operations": [
+                        item.describe() for item in migration.operations[migration.operations.index(operation) + 1 :]
+                    ],
+                    "rolled_back": rolled_back,
+                }
+                raise
+            done.setdefault(name, []).append(operation.describe())
+
+        operation.database_forwards = database_forwards
+
+    for name in plan:
+        migration = loader.graph.nodes.get(tuple(name.split(".", 1)))
+        for operation in getattr(migration, "operations", []):
+            watch(name, migration, operation)
+
+
+def connection_problem(connection, exc: BaseException) -> str:
+    """What to do when the database refuses or does not answer."""
+    settings = connection.settings_dict
+    where = f"{settings.get('HOST') or 'localhost'}:{settings.get('PORT') or 'default port'}"
+    text = f"{type(exc).__name__}: {exc}"
+    number = mysql_errno(exc)
+    if number == 1045 or "password authentication failed" in text or "Access denied" in text:
+        return (
+            f"the database at {where} refused the user {settings.get('USER')!r}: {text}. Check USER and PASSWORD "
+            "in DATABASES (the environment file). Nothing was applied."
+        )
+    if number == 1049 or "does not exist" in text:
+        return f"the database {settings.get('NAME')!r} does not exist at {where}: {text}. Nothing was applied."
+    return (
+        f"the database at {where} does not answer: {text}. Is it running, and are HOST and PORT right? "
+        "Nothing was applied."
+    )
+
+
 def unapply(args: Options, executor, connection, result: dict) -> None:
     """Migrate backwards so that exactly args.unapply are no longer applied."""
     from django.core.management import call_command
@@ -515,6 +648,25 @@ def unapply(args: Options, executor, connection, result: dict) -> None:
 def explain(exc: BaseException, result: dict, args: Options) -> str:
     failed = result.get("failed_migration") or "a migration"
     state = sqlstate(exc)
+    number = mysql_errno(exc)
+    if number == MYSQL_LOCK_WAIT_TIMEOUT:
+        state = SQLSTATE_LOCK_TIMEOUT
+    elif number in MYSQL_STATEMENT_TIMEOUT:
+        state = SQLSTATE_STATEMENT_TIMEOUT
+    message = explain_state(state, failed, exc, args)
+    partial = result.get("partial")
+    if partial and not partial["rolled_back"] and partial["applied_operations"]:
+        message += (
+            " The database does not roll back schema changes (DDL is not transactional on this engine): of "
+            f"{partial['migration']}, these operations were applied and stay: "
+            f"{'; '.join(partial['applied_operations'])}"
+            f"; it failed at: {partial['failed_operation']}. Restore the backup, or fix the migration so that it can "
+            "run again over what was applied."
+        )
+    return message
+
+
+def explain_state(state: str | None, failed: str, exc: BaseException, args: Options) -> str:
     if state == SQLSTATE_LOCK_TIMEOUT:
         return (
             f"{failed} waited more than {args.lock_timeout:g} s for a table lock that another session holds (a long "

@@ -40,7 +40,7 @@ import signal
 import sys
 import time
 import traceback
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from urllib.parse import quote, unquote
 
 OPTIONS_ENV = "GREENLIGHT_MIGRATION_STATUS_OPTIONS"
@@ -852,7 +852,7 @@ def _concurrent_index_forwards(op, app_label, editor, from_state, to_state):
 # ---------------------------------------------------------------------------
 
 DATA_CHECK_SAMPLE = 5
-DATA_CHECK_VENDORS = ("postgresql", "sqlite")
+DATA_CHECK_VENDORS = ("postgresql", "mysql", "sqlite")
 _VARCHAR_TYPE = re.compile(r"^(?:varchar|character varying)\((\d+)\)$", re.I)
 _TEXT_TYPE = re.compile(r"^(?:text|varchar|character varying)$", re.I)
 
@@ -894,7 +894,7 @@ def _fills_nulls(field, vendor, connection):
     """
     if _has_db_default(field):
         return True
-    if vendor == "postgresql":
+    if vendor in ("postgresql", "mysql"):  # both take the base schema editor's UPDATE ... WHERE col IS NULL
         return field.has_default() and field.get_default() is not None
     return connection.SchemaEditorClass._effective_default(field) is not None
 
@@ -977,7 +977,7 @@ def _alter_field_rules(op, old, facts, state, ctx):
         rules.append({"kind": "null", "field": name, "column": _column(old, name)})
     new_type, new_check = _db_parameters(new, name, ctx.connection)
     old_type, old_check = _db_parameters(old, name, ctx.connection)
-    if vendor == "postgresql" and new_type and old_type:  # SQLite does not enforce a varchar's length
+    if vendor in ("postgresql", "mysql") and new_type and old_type:  # SQLite does not enforce a varchar's length
         shorter = _VARCHAR_TYPE.match(new_type.strip())
         longer = _VARCHAR_TYPE.match(old_type.strip())
         if shorter and (
@@ -1080,7 +1080,7 @@ def plan_data_check(op, app_label, state, ctx, facts):
     elif table in ctx.data["skip_tables"]:
         reason = f"table {table} is in data_check_skip_tables"
     elif ctx.connection.vendor not in DATA_CHECK_VENDORS:
-        reason = f"data checks run on PostgreSQL and SQLite, not on {ctx.connection.vendor}"
+        reason = f"data checks run on PostgreSQL, MySQL/MariaDB and SQLite, not on {ctx.connection.vendor}"
     elif earlier is not None:
         reason = (
             f"not checked after a data migration: {earlier['migration']} runs {earlier['type']} earlier in the plan "
@@ -1105,7 +1105,8 @@ def plan_data_check(op, app_label, state, ctx, facts):
 
 
 class _Deadline:
-    """Bounds the statements of one data check: statement_timeout on PostgreSQL, a progress handler on SQLite."""
+    """Bounds the statements of one data check: statement_timeout on PostgreSQL, max_statement_time on MariaDB
+    (max_execution_time on MySQL), a progress handler on SQLite."""
 
     def __init__(self, connection, seconds):
         self.connection = connection
@@ -1122,7 +1123,15 @@ class _Deadline:
     def __exit__(self, *exc):
         if self.connection.vendor == "sqlite" and self.connection.connection is not None:
             self.connection.connection.set_progress_handler(None, 1000)
+        if self.connection.vendor == "mysql":
+            with suppress(Exception), self.connection.cursor() as cursor:
+                cursor.execute(self._mysql_limit(0))
         return False
+
+    def _mysql_limit(self, seconds):
+        if self.connection.mysql_is_mariadb:
+            return f"SET SESSION max_statement_time = {float(seconds):f}"
+        return f"SET SESSION max_execution_time = {int(seconds * 1000)}"
 
     def _progress(self):
         if time.monotonic() > self.end:
@@ -1139,6 +1148,9 @@ class _Deadline:
         if self.connection.vendor == "postgresql":
             with self.connection.cursor() as cursor:
                 cursor.execute("SET LOCAL statement_timeout = %s", [max(1, int(left * 1000))])
+        elif self.connection.vendor == "mysql":
+            with self.connection.cursor() as cursor:
+                cursor.execute(self._mysql_limit(max(0.001, left)))
 
     def timed_out(self, exc):
         if self.fired:
@@ -1146,6 +1158,9 @@ class _Deadline:
         for error in (exc, getattr(exc, "__cause__", None)):
             code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
             if code == "57014":  # query_canceled: the statement_timeout
+                return True
+            args = getattr(error, "args", None) or ()
+            if args and args[0] in (1969, 3024):  # MariaDB max_statement_time, MySQL max_execution_time
                 return True
         return False
 
@@ -1688,6 +1703,10 @@ def inspect_project(options):
             _collect(result, connection, ctx, options)
             transaction.set_rollback(True, using=alias)
     else:
+        if connection.vendor == "mysql":
+            # Every statement of this session after this one is refused if it writes to a table.
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION TRANSACTION READ ONLY")
         _collect(result, connection, ctx, options)
     return result
 

@@ -48,6 +48,7 @@ FAIL_ON_CHOICES = (
     "data_violations",
     "applied_outside_deploy",
     "changed_since_applied",
+    "risky",
 )
 DEFAULT_FAIL_ON = [
     "unmigrated_changes",
@@ -868,6 +869,39 @@ def with_plan_facts(facts, phase, phases, fresh):
     return facts
 
 
+# Operations that change rows rather than the schema.
+DATA_OPERATIONS = ("RunPython", "RunSQL")
+# Databases whose DDL is not transactional: a migration stopped half way keeps its earlier schema operations.
+NON_TRANSACTIONAL_DDL = {"mysql": "MySQL/MariaDB"}
+
+
+def risk_on(vendor, operations):
+    """Why the migration is risky on a database without transactional DDL, or None.
+
+    Risky: more than one schema operation, or schema and data operations together. If a later one fails, the
+    earlier ones stay applied - the schema is half way, a retry fails differently, and the release that serves
+    meanwhile (blue-green) runs on it. State-only operations (no SQL) do not count.
+    """
+    engine = NON_TRANSACTIONAL_DDL.get(vendor)
+    if not engine:
+        return None
+    schema = [
+        facts
+        for facts in operations
+        if facts.get("type") not in DATA_OPERATIONS and facts.get("emits_sql") is not False
+    ]
+    data = [facts for facts in operations if facts.get("type") in DATA_OPERATIONS]
+    if len(schema) < 2 and not (schema and data):
+        return None
+    counts = [(len(schema), "schema operation"), (len(data), "data operation")]
+    what = " and ".join(f"{count} {name}{'s' if count > 1 else ''}" for count, name in counts if count)
+    return (
+        f"mixes {what} in one migration; DDL is not transactional on {engine}, so if a later operation fails the "
+        "earlier ones stay applied and the schema is left half way (a retry then fails differently). Split it: "
+        "one schema operation per migration, data migrations on their own"
+    )
+
+
 def classify_migration(entry, include_sql=False, plan=None):
     """One ``pending`` item of the result from the inspector's facts.
 
@@ -920,6 +954,7 @@ def classify_migration(entry, include_sql=False, plan=None):
         "data_loss": worst_data_loss(op["data_loss"] for op in operations),
         "fails": any(op["fails"] for op in operations),
         "accepted": accepted,
+        "risky": risk_on(plan.get("vendor"), entry.get("operations") or []),
         "operations": operations,
     }
     if include_sql:
@@ -1058,6 +1093,7 @@ def build_result(report, include_sql=False):
         "new_code": _operations_with(pending, "new_code"),
         "locking": _operations_with(pending, "lock"),
         "data_violations": data_violations(pending),
+        "risky": [migration_label(item) for item in pending if item["risky"]],
         "data_checks_skipped": data_checks_skipped(pending),
         "unmigrated_changes": dict(report.get("unmigrated_changes") or {}),
         "conflicts": dict(report.get("conflicts") or {}),
@@ -1092,6 +1128,7 @@ def failed_conditions(result, fail_on):
         "data_violations": bool(result.get("data_violations")),
         "applied_outside_deploy": bool(result.get("applied_outside_deploy")),
         "changed_since_applied": bool(result.get("changed_since_applied")),
+        "risky": bool(result.get("risky")),
     }
     wanted = set(fail_on or [])
     return [name for name in FAIL_ON_CHOICES if name in wanted and hits[name]]
@@ -1239,6 +1276,11 @@ def _message_changed_since_applied(result):
     )
 
 
+def _message_risky(result):
+    items = [f"{migration_label(item)} {item['risky']}" for item in result["pending"] if item["risky"]]
+    return f"{_join(items)}."
+
+
 _MESSAGES = {
     "unmigrated_changes": _message_unmigrated,
     "conflicts": _message_conflicts,
@@ -1253,6 +1295,7 @@ _MESSAGES = {
     "data_violations": _message_data_violations,
     "applied_outside_deploy": _message_applied_outside_deploy,
     "changed_since_applied": _message_changed_since_applied,
+    "risky": _message_risky,
 }
 
 

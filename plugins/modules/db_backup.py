@@ -20,12 +20,21 @@ description:
     The connection parameters reach C(pg_dump), C(pg_restore) and C(psql) as libpq variables (E(PGHOST),
     E(PGPASSWORD), ...) in their environment, never as arguments, and the clients run as O(run_as) so that peer
     authentication on the local socket works as it does for the application.
+  - MySQL and MariaDB - C(mysqldump --single-transaction --routines --triggers) (C(mariadb-dump) where it is
+    installed) into a new file of O(dir) - one consistent snapshot of the InnoDB tables without locking the
+    application out - checked for mysqldump's closing C(-- Dump completed) line (and with O(verify_restore),
+    loaded into a scratch database that is dropped). The connection reaches C(mysqldump) and C(mysql) in an
+    option file (mode C(0600), readable by O(run_as) only, removed afterwards) passed with
+    C(--defaults-extra-file) - the password is never an argument nor in the environment. A restore drops every
+    table and view of the database, then loads the dump; DDL is not transactional on MySQL, so a restore that
+    fails half way is run again once the cause is fixed.
   - SQLite - a copy with SQLite's online backup API (consistent while the application writes), checked with
     C(PRAGMA integrity_check); a restore copies the backup over the database file the same way and checks it
     again. Other engines are refused, naming the engine.
   - A backup is written as C(<name>.partial), opened by the module's user (root) with mode C(0600), and renamed
-    to C(<app_name>-<release id>-<UTC time>.dump) (or C(.sqlite3)) once it has been checked, so a file with the
-    final name is always complete. The release id is the name of the directory O(project_path) points to.
+    to C(<app_name>-<release id>-<UTC time>.dump) (C(.sql) for MySQL, C(.sqlite3) for SQLite) once it has been
+    checked, so a file with the final name is always complete. The release id is the name of the directory
+    O(project_path) points to.
   - Run it as root (C(become)) - it reads the backup directory and writes the backup as root while the clients
     run as O(run_as).
 options:
@@ -72,14 +81,14 @@ options:
   keep:
     description:
       - With O(state=dumped), once the new backup is written, keep the O(keep) newest backups of O(app_name) in
-        O(dir) (C(<app_name>-*.dump) and C(<app_name>-*.sqlite3), by modification time, the new one included) and
-        remove the others, in the same call. V(0) removes none.
+        O(dir) (C(<app_name>-*.dump), C(<app_name>-*.sql) and C(<app_name>-*.sqlite3), by modification time,
+        the new one included) and remove the others, in the same call. V(0) removes none.
     type: int
     default: 0
   verify_restore:
     description:
-      - PostgreSQL - also restore the new backup into a scratch database, then drop it. The database user needs
-        C(CREATEDB).
+      - PostgreSQL and MySQL - also restore the new backup into a scratch database, then drop it. The database
+        user needs C(CREATEDB) (PostgreSQL) or C(CREATE) and C(DROP) on C(<database>_glverify_*) (MySQL).
     type: bool
     default: false
   pg_dump_options:
@@ -88,6 +97,17 @@ options:
     type: list
     elements: str
     default: []
+  mysql_dump_options:
+    description:
+      - More C(mysqldump) options, for example C(--ignore-table=mydb.django_session) or C(--events) (needs the
+        C(EVENT) privilege).
+    type: list
+    elements: str
+    default: []
+  mysql_bin_dir:
+    description:
+      - Directory of C(mysqldump) (or C(mariadb-dump)) and C(mysql) (or C(mariadb)). Unset - E(PATH).
+    type: path
   pg_bin_dir:
     description:
       - Directory of C(pg_dump), C(pg_restore) and C(psql). Unset - E(PATH). The client must not be older than the
@@ -96,13 +116,13 @@ options:
   lock_wait_timeout:
     description:
       - Seconds C(pg_dump) waits for its table locks (C(--lock-wait-timeout)), and the C(lock_timeout) of a
-        PostgreSQL restore; SQLite's busy timeout.
+        PostgreSQL restore; C(lock_wait_timeout) of a MySQL restore; SQLite's busy timeout.
     type: float
     default: 60
   file:
     description:
-      - The backup to restore, with O(state=restored) - a C(.dump) file for PostgreSQL or a C(.sqlite3) file for
-        SQLite, as written by O(state=dumped).
+      - The backup to restore, with O(state=restored) - a C(.dump) file for PostgreSQL, a C(.sql) file for MySQL or
+        a C(.sqlite3) file for SQLite, as written by O(state=dumped).
     type: path
   timeout:
     description:
@@ -115,6 +135,7 @@ notes:
   - The release's interpreter must be Python 3.8 or later.
 requirements:
   - The PostgreSQL client (C(pg_dump), C(pg_restore), C(psql)) for a PostgreSQL database.
+  - The MariaDB or MySQL client (C(mysqldump), C(mysql); Debian C(mariadb-client)) for a MySQL or MariaDB database.
 seealso:
   - module: greenlight.django.migration_status
   - name: pg_dump
@@ -270,6 +291,8 @@ def argument_spec():
         verify_restore=dict(type="bool", default=False),
         pg_dump_options=dict(type="list", elements="str", default=[]),
         pg_bin_dir=dict(type="path"),
+        mysql_dump_options=dict(type="list", elements="str", default=[]),
+        mysql_bin_dir=dict(type="path"),
         lock_wait_timeout=dict(type="float", default=60),
         file=dict(type="path"),
         timeout=dict(type="int", default=0),
@@ -313,6 +336,7 @@ def payload_options(params, command, overrides):
         "run_as": params["run_as"],
         "lock_wait_timeout": params["lock_wait_timeout"],
         "pg_bin_dir": params["pg_bin_dir"] or None,
+        "mysql_bin_dir": params["mysql_bin_dir"] or None,
     }
     if command == "dump":
         options.update(
@@ -320,6 +344,7 @@ def payload_options(params, command, overrides):
             app_name=params["app_name"],
             verify_restore=params["verify_restore"],
             pg_dump_options=params["pg_dump_options"],
+            mysql_dump_options=params["mysql_dump_options"],
         )
     else:
         options["file"] = params["file"]
@@ -332,8 +357,8 @@ def check_paths(module, params):
         path = params["file"]
         if not path.endswith(EXTENSIONS):
             module.fail_json(
-                msg=f"file {path} is not a backup of this module (a .dump or .sqlite3 file); set file to the path "
-                "that state=dumped returned."
+                msg=f"file {path} is not a backup of this module (a .dump, .sql or .sqlite3 file); set file to the "
+                "path that state=dumped returned."
             )
         if not os.path.isfile(path):
             module.fail_json(msg=f"The backup file {path} does not exist; set file to an existing backup.")
@@ -389,7 +414,7 @@ def outcome(report, state, project_path, alias):
 
 def rotate(directory, app_name, keep):
     """Remove all but the keep newest backups of app_name in directory; the paths removed."""
-    patterns = (f"{app_name}-*.dump", f"{app_name}-*.sqlite3")
+    patterns = tuple(f"{app_name}-*{extension}" for extension in EXTENSIONS)
     found = [
         entry
         for entry in os.scandir(directory)

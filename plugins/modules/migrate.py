@@ -14,12 +14,17 @@ description:
     interpreter, started as the application's user, on one database connection - or, with O(unapply), migrates
     backwards.
   - Holds the migrate lock for the whole run - on PostgreSQL the session advisory lock keyed on O(app_name) (the
-    first 8 bytes of C(sha256("greenlight.django.migrate:<app_name>")), the same on every host), on SQLite an
-    exclusive C(flock) of the database file - so that two deploys never migrate at the same time; the second
+    first 8 bytes of C(sha256("greenlight.django.migrate:<app_name>")), the same on every host), on MySQL and
+    MariaDB the named lock C(GET_LOCK('greenlight-migrate-<hash of app_name>')), on SQLite an exclusive C(flock)
+    of the database file - so that two deploys never migrate at the same time; the second
     waits at most O(advisory_lock_timeout) seconds, then finds nothing left to do.
   - On PostgreSQL sets C(lock_timeout), C(statement_timeout) and C(application_name)
     (C(greenlight-migrate <app_name>)) on every connection it opens, so that an C(ALTER TABLE) stuck behind a long
-    transaction fails after O(lock_timeout) seconds instead of making every query of the site queue behind it.
+    transaction fails after O(lock_timeout) seconds instead of making every query of the site queue behind it. On
+    MySQL and MariaDB it sets C(lock_wait_timeout) and C(innodb_lock_wait_timeout) (whole seconds, at least 1) and,
+    on MariaDB, C(max_statement_time) from O(statement_timeout).
+  - A database that does not answer or refuses the user fails with its own message; an engine other than
+    PostgreSQL, MySQL/MariaDB and SQLite is refused before anything is applied.
   - Plans again under the lock and refuses, with nothing applied, a plan that goes backwards or that holds a
     migration not in O(expect) (what was inspected, for example the RV(greenlight.django.migration_status#module:plan)
     of M(greenlight.django.migration_status)).
@@ -128,8 +133,10 @@ notes:
     when the module fails.
   - Behind PgBouncer in transaction pooling mode, session advisory locks and C(SET) do not hold; connect the
     migrate directly, or through a session pool.
+  - On MySQL and MariaDB DDL is not transactional - a migration that fails half way leaves the operations before
+    the failed one applied; RV(partial) names them and the message says so. Restore the backup taken before.
   - The release's interpreter must be Python 3.8 or later with Django 4.2 or later; supported databases are
-    PostgreSQL and SQLite.
+    PostgreSQL, MySQL/MariaDB and SQLite.
 requirements:
   - Django 4.2 or later in the release's interpreter.
 seealso:
@@ -252,6 +259,42 @@ ledger_recorded:
   type: list
   elements: str
   sample: [notes.0002_note_tag]
+partial:
+  description:
+    - The failed migration's operations - those whose database change ran (RV(partial.applied_operations)), the one
+      that failed and those not reached - and whether the database rolled the applied ones back.
+    - On MySQL and MariaDB DDL is not transactional - the applied operations stay (V(rolled_back=false)) and the
+      schema is half way; on PostgreSQL and SQLite an atomic migration is rolled back whole.
+  returned: when a migration failed in one of its operations
+  type: dict
+  contains:
+    migration:
+      description: The failed migration.
+      type: str
+      returned: always
+      sample: notes.0004_rating_and_score
+    applied_operations:
+      description: Its operations whose database change ran, in order.
+      type: list
+      elements: str
+      returned: always
+      sample: [Add field rating to note]
+    failed_operation:
+      description: The operation that failed.
+      type: str
+      returned: always
+      sample: Raw SQL operation
+    not_applied_operations:
+      description: Its operations after the failed one.
+      type: list
+      elements: str
+      returned: always
+      sample: []
+    rolled_back:
+      description: Whether the database rolled the applied operations back.
+      type: bool
+      returned: always
+      sample: false
 phase:
   description: O(phase), V(reverse) with O(unapply), V(accept) with O(accept).
   returned: always
@@ -426,7 +469,16 @@ def failure_message(error, outcome):
             f"{message} Applied before the failure: {', '.join(done)} - the schema changed; restore the backup "
             "taken before, or migrate back with the previous release."
         )
+    if half_applied(outcome):
+        return f"{message} The schema changed; restore the backup taken before."
+
     return message + " Nothing was applied; the schema is unchanged."
+
+
+def half_applied(outcome):
+    """Whether operations of the failed migration stayed applied (DDL outside a transaction: MySQL/MariaDB)."""
+    partial = outcome.get("partial") or {}
+    return bool(partial.get("applied_operations")) and not partial.get("rolled_back")
 
 
 def main():
@@ -475,7 +527,7 @@ def main():
         error = no_result_error(python, rc, err, params["timeout"], secrets)
         # What it applied before it ended is not known here: the message says so instead of guessing.
         module.fail_json(msg=error + ".", error=error, rc=rc, **outcome)
-    for key in ("plan", "applied", "unapplied", "failed_migration", "lock"):
+    for key in ("plan", "applied", "unapplied", "failed_migration", "lock", "partial"):
         if reported.get(key) is not None:
             outcome[key] = reported[key]
     for key in ("accepted", "ledger_baseline", "ledger_recorded"):
@@ -488,7 +540,7 @@ def main():
             error=error,
             rc=rc,
             stderr=scrub(err, secrets),
-            changed=bool(outcome["applied"] or outcome["unapplied"]),
+            changed=bool(outcome["applied"] or outcome["unapplied"] or half_applied(outcome)),
             **outcome,
         )
     changed = bool(

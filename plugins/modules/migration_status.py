@@ -74,6 +74,8 @@ options:
         server - also when the name matches a migration of the code.
       - V(changed_since_applied) - an applied migration's operations or dependencies differ from those recorded in
         the ledger when it was applied (RV(changed_since_applied)).
+      - V(risky) - on MySQL/MariaDB (DDL is not transactional) a pending migration mixes several schema operations,
+        or schema and data operations (RV(risky)) - if a later operation fails, the earlier ones stay applied.
       - V([]) only reports.
     type: list
     elements: str
@@ -91,6 +93,7 @@ options:
       - data_violations
       - applied_outside_deploy
       - changed_since_applied
+      - risky
     default: [unmigrated_changes, conflicts, unknown_applied, inconsistent_history, phase_errors, failing]
   timeout:
     description:
@@ -311,6 +314,13 @@ pending:
       description: Whether the migration carries C(greenlight_safe = True).
       type: bool
       sample: false
+    risky:
+      description:
+        - On MySQL/MariaDB, why the migration is risky there - it mixes several schema operations, or schema and
+          data operations, and DDL is not transactional, so a failure half way keeps the operations before it
+          applied - else V(null) (always V(null) on PostgreSQL and SQLite).
+      type: str
+      sample: "mixes 2 schema operations in one migration; DDL is not transactional on MySQL/MariaDB, ..."
     operations:
       description: Each operation of the migration.
       type: list
@@ -504,6 +514,12 @@ data_violations:
   elements: str
   sample: ["library.0002_genre_name_ci: Create constraint genre_name_ci on model genre - 2 rows share their
     Lower(F(name)) with another row (1 duplicated value) (primary keys 1, 2)"]
+risky:
+  description: The pending migrations (C(app.name)) with a RV(pending[].risky) reason, in plan order.
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: str
+  sample: [notes.0004_note_rating_note_score]
 data_checks_skipped:
   description: "The operations whose data check did not run, as C(app.name: description - why)."
   returned: success, and failures caused by O(fail_on)

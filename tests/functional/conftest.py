@@ -16,6 +16,10 @@
   and on the session's docker network (``postgres.on_network()``: the same
   server as the containers on that network reach it), and hands out fresh
   databases with ``postgres.create_database()``.
+* ``mariadb`` starts one MariaDB server for the session the same way (Debian's
+  package in the base image), and ``mysql_python`` is the interpreter of a
+  cached virtualenv with Django 5.2 and the mysqlclient driver (built here:
+  it needs libmariadb-dev, pkg-config and a compiler; scripts/ensure-host-packages.sh).
 * ``debian_container(suite)`` and ``wheelhouse(directory, target,
   requirements)``: a container of a Debian base image, and a wheelhouse built
   here for the interpreter of a server (its ``target()``).
@@ -56,10 +60,13 @@ FORWARDED_ENV = "|".join(
 )
 
 
-def _build_venv(version: str) -> Path:
-    target = BUILD / "venvs" / f"django-{version}"
+MYSQL_DRIVER = "mysqlclient==2.2.7"
+
+
+def _build_venv(version: str, extra: tuple[str, ...] = (), suffix: str = "") -> Path:
+    target = BUILD / "venvs" / f"django-{version}{suffix}"
     python = target / "bin" / "python"
-    wanted = "\n".join([DJANGO_SERIES[version], *COMMON_PACKAGES])
+    wanted = "\n".join([DJANGO_SERIES[version], *COMMON_PACKAGES, *extra])
     marker = target / ".greenlight-requirements"
     if marker.exists() and marker.read_text() == wanted and python.exists():
         return python
@@ -180,6 +187,86 @@ def postgres(docker_network):
         yield server
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+_MARIADB_BOOT = r"""
+set -e
+mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+# Images built before the system tables were created at build time get them here.
+[ -d /var/lib/mysql/mysql ] ||
+  mariadb-install-db --user=mysql --auth-root-authentication-method=socket --skip-test-db >/dev/null
+exec mariadbd --user=mysql --bind-address=0.0.0.0 --skip-name-resolve
+"""
+
+
+@dataclass
+class MariaDB:
+    container: str
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def sql(self, sql: str, database: str = "") -> str:
+        """Run SQL as the server's root (socket authentication in the container); tab-separated rows."""
+        argv = ["docker", "exec", self.container, "mariadb", "-N", "-B", "-e", sql]
+        out = subprocess.run([*argv, *([database] if database else [])], check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def create_database(self, prefix: str = "t") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        return name
+
+    def url(self, database: str) -> str:
+        return f"mysql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+
+@pytest.fixture(scope="session")
+def mariadb(docker_network):
+    name = f"greenlight-pytest-mariadb-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        [
+            *["docker", "run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::3306", "--network", docker_network],
+            *[base_image(), "bash", "-c", _MARIADB_BOOT],
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        ready = False
+        for _attempt in range(120):  # bounded: at most about 60 s
+            probe = subprocess.run(["docker", "exec", name, "mariadb-admin", "ping"], capture_output=True, check=False)
+            if probe.returncode == 0:
+                ready = True
+                break
+            time.sleep(0.5)
+        if not ready:
+            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
+            pytest.fail(f"MariaDB did not start in its container:\n{logs.stdout}{logs.stderr}")
+        port_info = subprocess.run(
+            ["docker", "inspect", "-f", "{{json .NetworkSettings.Ports}}", name],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        port = int(json.loads(port_info.stdout)["3306/tcp"][0]["HostPort"])
+        server = MariaDB(name, "127.0.0.1", port, "greenlight", secrets.token_hex(12))
+        server.sql(
+            f"CREATE USER '{server.user}'@'%' IDENTIFIED BY '{server.password}'; "
+            f"GRANT ALL PRIVILEGES ON *.* TO '{server.user}'@'%'"
+        )
+        yield server
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def mysql_python() -> Path:
+    """The python of a virtualenv with Django 5.2 and mysqlclient (built from source here)."""
+    if not shutil.which("mysqldump") or not (shutil.which("mariadb_config") or shutil.which("mysql_config")):
+        pytest.skip("the MariaDB client or libmariadb-dev is missing here: run scripts/ensure-host-packages.sh as root")
+    return _build_venv("5.2", (MYSQL_DRIVER,), "-mysql")
 
 
 class DebianContainer:

@@ -62,6 +62,14 @@ COMPILED_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".pyx", ".rs", ".f90", ".go")
 COMPILED_NAMES = ("Cargo.toml",)
 IMPLEMENTATIONS = {"cpython": "cp", "pypy": "pp"}
 DEFAULT_BUILD_REQUIRES = ["setuptools>=40.8.0", "wheel"]
+# What building a driver from source needs on a Debian controller, and the pure-Python alternative.
+BUILD_HINTS = {
+    "mysqlclient": (
+        "libmariadb-dev (or default-libmysqlclient-dev) pkg-config gcc python3-dev",
+        "PyMySQL (pure Python; call pymysql.install_as_MySQLdb() in the settings)",
+    ),
+    "psycopg2": ("libpq-dev gcc python3-dev", "psycopg[binary] or psycopg2-binary"),
+}
 
 
 class WheelhouseError(Exception):
@@ -395,7 +403,7 @@ class Builder:
         if self.target["key"] == current_target()["key"] and not self.hashes:
             result = self.plain_pip(["wheel", "--requirement", str(self.requirements), "--wheel-dir", str(self.dest)])
             if result.returncode != 0:
-                raise WheelhouseError(f"pip wheel failed:\n{_tail(result)}")
+                raise WheelhouseError(build_failure(result))
             return {"fast_path": True, "wheels": _wheels(self.dest), "server_builds": []}
         with tempfile.TemporaryDirectory(prefix="greenlight-wheelhouse-") as tmp:
             if self.hashes:
@@ -499,6 +507,29 @@ class Builder:
                 f"the build requirements of {', '.join(sorted(server_builds))} ({' '.join(requires)}) have no wheels"
                 f" for {self.target['key']}:\n{_tail(result)}"
             )
+
+
+def build_failure(result: subprocess.CompletedProcess) -> str:
+    """pip wheel's failure on the controller (the servers' Python is the controller's), with the fix when a
+    package that compiles could not be built here."""
+    output = result.stdout + result.stderr
+    failed = sorted(
+        {canonical_name(name) for name in re.findall(r"Failed (?:building wheel for|to build) ([\w.-]+)", output)}
+    )
+    collected = re.findall(r"^Collecting ([A-Za-z0-9][A-Za-z0-9._-]*)", output, re.M)
+    if not failed and collected and "did not run successfully" in output:
+        failed = [requirement_name(collected[-1])]  # its build requirements or metadata could not be prepared
+    if not failed:
+        return f"pip wheel failed:\n{_tail(result)}"
+    packages = " ".join(BUILD_HINTS[name][0] for name in failed if name in BUILD_HINTS)
+    alternatives = "; ".join(f"{name}: {BUILD_HINTS[name][1]}" for name in failed if name in BUILD_HINTS)
+    return (
+        f"{', '.join(failed)} has no wheel for this Python and building it from source on this controller (whose "
+        "Python the servers run, so it is built here) failed. Fix: install what the build needs on the controller"
+        f" ({'apt-get install ' + packages if packages else 'its headers, libraries and a compiler'}), or build"
+        " the wheelhouse on a machine that has them and matches the servers"
+        f"{', or use a package with wheels (' + alternatives + ')' if alternatives else ''}.\n{_tail(result)}"
+    )
 
 
 def _wheels(directory: Path) -> list[str]:

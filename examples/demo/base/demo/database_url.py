@@ -4,6 +4,8 @@ Supported forms::
 
     postgres://user:password@host:5432/name       (postgresql:// too)
     postgres://user@/name?host=/run/postgresql     (Unix socket; query items become OPTIONS)
+    mysql://user:password@host:3306/name           (MySQL or MariaDB; needs the mysqlclient driver)
+    mysql://user@localhost/name?unix_socket=/run/mysqld/mysqld.sock
     sqlite:////absolute/path/db.sqlite3            (three slashes, then the absolute path)
     sqlite:///relative/path.sqlite3
 
@@ -17,29 +19,33 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 POSTGRES_SCHEMES = {"postgres", "postgresql"}
+MYSQL_SCHEMES = {"mysql", "mariadb"}
+ENGINES = {"postgres": "django.db.backends.postgresql", "mysql": "django.db.backends.mysql"}
 
 
 def parse_database_url(url: str) -> dict:
     parts = urlsplit(url)
     if parts.scheme in POSTGRES_SCHEMES:
-        return _postgres(parts)
+        return _server(parts, "postgres")
+    if parts.scheme in MYSQL_SCHEMES:
+        return _server(parts, "mysql")
     if parts.scheme == "sqlite":
         return _sqlite(parts)
     raise ImproperlyConfigured(
-        f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use postgres://, postgresql:// or sqlite:///)"
+        f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use postgres://, postgresql://, mysql:// or sqlite:///)"
     )
 
 
-def _postgres(parts) -> dict:
+def _server(parts, kind: str) -> dict:
     name = unquote(parts.path[1:])
     if not name or "/" in name:
-        raise ImproperlyConfigured("DATABASE_URL: a postgres URL must name one database, e.g. postgres://u:p@h/name")
+        raise ImproperlyConfigured(f"DATABASE_URL: a {kind} URL must name one database, e.g. {kind}://u:p@h/name")
     try:
         port = parts.port
     except ValueError:
         raise ImproperlyConfigured("DATABASE_URL: the port is not a number") from None
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": ENGINES[kind],
         "NAME": name,
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),

@@ -2,7 +2,8 @@
 
 DJANGO_SECRET_KEY            required unless DJANGO_DEBUG=1
 DJANGO_DEBUG                 1/true/yes/on to enable debug mode (default: off)
-DATABASE_URL                 postgres://user:pass@host:port/name or sqlite:////abs/path.sqlite3
+DATABASE_URL                 postgres://user:pass@host:port/name, mysql://user:pass@host:port/name
+                             (MySQL/MariaDB, with mysqlclient installed) or sqlite:////abs/path.sqlite3
                              (default: SQLite file db.sqlite3 next to manage.py)
 DJANGO_ALLOWED_HOSTS         comma separated (default: localhost,127.0.0.1)
 DJANGO_CSRF_TRUSTED_ORIGINS  comma separated, e.g. https://demo.example.com (default: none)

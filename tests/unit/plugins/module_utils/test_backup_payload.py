@@ -155,8 +155,31 @@ def test_sqlite_databases_that_are_not_files_are_refused(name):
         payload.sqlite_path({"NAME": name})
 
 
-def test_other_engines_are_refused_naming_the_engine(monkeypatch):
-    monkeypatch.setattr(payload, "database_settings", lambda alias, overrides: ("mysql", {"ENGINE": "x.mysql"}))
+def test_other_engines_are_refused_naming_the_engine_and_the_supported_ones(monkeypatch):
+    engine = "django.db.backends.oracle"
+    monkeypatch.setattr(payload, "database_settings", lambda alias, overrides: ("oracle", {"ENGINE": engine}))
     args = SimpleNamespace(database="default", database_overrides={}, command="dump")
-    with pytest.raises(payload.BackupError, match=r"x.mysql \(mysql\) is not supported yet"):
+    with pytest.raises(payload.BackupError) as raised:
         payload.run(args)
+    assert f"{engine} (oracle) is not supported" in str(raised.value)
+    assert "PostgreSQL, MySQL/MariaDB and SQLite" in str(raised.value)
+    assert "Nothing was changed" in str(raised.value)
+
+
+def test_the_mysql_option_file_is_private_quoted_and_the_only_place_of_the_password(tmp_path, monkeypatch):
+    monkeypatch.setattr(payload.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(payload.os, "chown", lambda *args: None)
+    password = 'p"a\\ss'
+    assert payload.option_value(password) == '"p\\"a\\\\ss"'
+    settings = {"NAME": "shop", "USER": "app", "PASSWORD": password, "HOST": "db.internal", "PORT": "3307"}
+    options = payload.MysqlOptions(settings, ENTRY)
+    try:
+        with open(options.path, encoding="utf-8") as handle:
+            text = handle.read()
+        assert stat.S_IMODE(os.stat(options.path).st_mode) == 0o600
+        assert f"password={payload.option_value(password)}" in text
+        assert 'host="db.internal"' in text and "port=3307" in text
+        assert options.arguments() == [f"--defaults-extra-file={options.path}"]
+    finally:
+        options.remove()
+    assert not os.path.exists(options.directory)

@@ -182,6 +182,33 @@ def test_timeouts_are_explained_with_what_to_do():
     assert payload.explain(RuntimeError("boom"), {}, args) == "a migration failed: RuntimeError: boom"
 
 
+def test_mysql_errors_and_half_applied_migrations_are_explained():
+    args = options(lock_timeout=2, statement_timeout=30)
+    result = {"failed_migration": "notes.0004_half"}
+    assert "waited more than 2 s for a table lock" in payload.explain(
+        RuntimeError(1205, "Lock wait timeout exceeded"), result, args
+    )
+    assert "ran longer than migrate_statement_timeout" in payload.explain(RuntimeError(1969, "timeout"), result, args)
+    result["partial"] = {
+        "migration": "notes.0004_half",
+        "applied_operations": ["Add field rating to note"],
+        "failed_operation": "Raw SQL operation",
+        "rolled_back": False,
+    }
+    message = payload.explain(RuntimeError(1146, "no table"), result, args)
+    assert "these operations were applied and stay: Add field rating to note; it failed at: Raw SQL operation" in (
+        message
+    )
+    result["partial"]["rolled_back"] = True
+    assert "stay" not in payload.explain(RuntimeError(1146, "no table"), result, args)
+
+
+def test_the_mysql_lock_name_fits_get_lock_and_is_the_same_on_every_host():
+    name = payload.mysql_lock_name("demo")
+    assert name == payload.mysql_lock_name("demo") != payload.mysql_lock_name("shop")
+    assert name.startswith("greenlight-migrate-") and len(name) <= 64
+
+
 def run_payload_source(env):
     return subprocess.run(
         [sys.executable, "-"],

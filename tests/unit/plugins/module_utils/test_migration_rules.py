@@ -705,6 +705,7 @@ def test_build_result_splits_the_plan_and_ignores_after_switch_for_compatibility
         "locking",
         "new_code",
         "data_violations",
+        "risky",
         "data_checks_skipped",
         "unmigrated_changes",
         "conflicts",
@@ -920,3 +921,44 @@ def test_ledger_messages_name_each_migration_when_it_was_applied_and_what_to_do(
         "changed since applied"
     )
     assert "make the change in a new migration" in changed
+
+
+def _ops(*types):
+    return [{"type": name, "emits_sql": name != "AlterModelOptions", "django": True} for name in types]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "types", "risky"),
+    [
+        ("mysql", ["AddField", "AddField"], "mixes 2 schema operations in one migration"),
+        ("mysql", ["AddField", "RunPython"], "mixes 1 schema operation and 1 data operation in one migration"),
+        ("mysql", ["AddField", "AlterModelOptions"], None),  # state only: nothing to leave half way
+        ("mysql", ["RunPython", "RunSQL"], None),  # data only
+        ("mysql", ["AddField"], None),
+        ("postgresql", ["AddField", "AddField", "RunPython"], None),  # transactional DDL: rolled back whole
+        ("sqlite", ["AddField", "RunPython"], None),
+    ],
+)
+def test_migrations_mixing_schema_operations_are_risky_on_mysql_only(vendor, types, risky):
+    entry = {"app": "notes", "name": "0004_x", "operations": _ops(*types)}
+    item = rules.classify_migration(entry, plan={"vendor": vendor})
+    if risky is None:
+        assert item["risky"] is None
+    else:
+        assert item["risky"].startswith(risky) and "DDL is not transactional on MySQL/MariaDB" in item["risky"]
+
+
+def test_risky_migrations_are_listed_and_fail_on_risky_names_them_with_the_fix():
+    report = {
+        "database": {"alias": "default", "vendor": "mysql"},
+        "pending": [
+            {"app": "notes", "name": "0004_two", "operations": _ops("AddField", "AddField")},
+            {"app": "notes", "name": "0005_one", "operations": _ops("AddField")},
+        ],
+    }
+    result = rules.build_result(report)
+    assert result["risky"] == ["notes.0004_two"]
+    assert rules.failed_conditions(result, ["risky"]) == ["risky"]
+    message = rules.failure_message(result, ["risky"])
+    assert message.startswith("notes.0004_two mixes 2 schema operations") and "Split it" in message
+    assert "0005_one" not in message

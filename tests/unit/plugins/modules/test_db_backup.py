@@ -108,10 +108,12 @@ def test_a_dump_runs_the_payload_in_the_release_with_the_options_in_its_environm
         "run_as": USER,
         "lock_wait_timeout": 30.0,
         "pg_bin_dir": None,
+        "mysql_bin_dir": None,
         "dir": str(app / "backups"),
         "app_name": "demo",
         "verify_restore": True,
         "pg_dump_options": ["--compress=1"],
+        "mysql_dump_options": [],
     }
     assert result["changed"] is True
     assert result["path"] == str(written)
@@ -243,7 +245,7 @@ def test_a_failed_restore_says_what_was_restored_for_whom(app):
 @pytest.mark.parametrize(
     ("name", "create", "message"),
     [
-        ("demo-x.tar", True, "is not a backup of this module (a .dump or .sqlite3 file)"),
+        ("demo-x.tar", True, "is not a backup of this module (a .dump, .sql or .sqlite3 file)"),
         ("demo-missing.dump", False, "does not exist; set file to an existing backup"),
     ],
 )
