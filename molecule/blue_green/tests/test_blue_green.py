@@ -314,3 +314,39 @@ def test_the_static_files_of_a_removed_release_are_gone_from_the_bridge(host):
     bridge = host.check_output(f"find {APP}/shared/static-bridge/notes -type f -printf '%f\\n' | sort").split()
     kept = host.check_output(f"find {APP}/releases/*/static/notes -type f -printf '%f\\n' | sort -u").split()
     assert bridge == kept, (bridge, kept)
+
+
+# systemd's own journal messages of a unit's start job done and of its stop (or failure), with which a unit's
+# running time is bounded: its process is forked after its start job began and is gone when "Stopped" is logged.
+STARTED, STOPPED, FAILED = (
+    "39f53479d3a045ac8e11786248231fbf",
+    "9d1aaa27d60140bd96365438aad20286",
+    "be02cf6855d2428ba40df7e9d022f03d",
+)
+
+
+def test_beat_a_singleton_never_ran_in_both_colours_at_once(host):
+    """Through every switch above (auto, rollback, forward, expand/contract, a window failed and recovered, a
+    window), the beat of one colour started only after the other colour's had stopped."""
+    units = [f"greenlight-demo-beat-1@{colour}.service" for colour in ("blue", "green")]
+    raw = host.check_output(f"journalctl -o json --no-pager UNIT={units[0]} UNIT={units[1]}")
+    events = sorted(
+        (int(entry["__MONOTONIC_TIMESTAMP"]), entry["MESSAGE_ID"], entry["UNIT"])
+        for entry in map(json.loads, raw.splitlines())
+        if entry.get("MESSAGE_ID") in (STARTED, STOPPED, FAILED)
+    )
+    running: set[str] = set()
+    starts = {unit: 0 for unit in units}
+    for _when, message, unit in events:
+        if message == STARTED:
+            assert not running - {unit}, f"{unit} started while {running} ran: {events}"
+            running.add(unit)
+            starts[unit] += 1
+        else:
+            running.discard(unit)
+    assert all(count >= 2 for count in starts.values()), starts  # the check saw switches both ways
+    serving = active_colour(host)
+    assert running == {f"greenlight-demo-beat-1@{serving}.service"}
+    assert host.service(f"greenlight-demo-worker-1@{serving}").is_running
+    idle = "blue" if serving == "green" else "green"
+    assert not host.service(f"greenlight-demo-worker-1@{idle}").is_running
