@@ -443,7 +443,12 @@ def workers_round(bench: Bench, busy: float) -> list[tuple[str, Step]]:
             variables["greenlight_summary_file"] = str(bench.workdir / f"summary-{container.name}.json")
             if n > 0:
                 variables["wsgi_processes"] = WORKER_PROCESSES
-                container.sh("systemctl start redis-server")
+                # Debian's unit runs Redis in a user namespace of its own, which a container cannot make.
+                container.sh(
+                    "mkdir -p /etc/systemd/system/redis-server.service.d && "
+                    "printf '[Service]\\nPrivateUsers=false\\n' > /etc/systemd/system/redis-server.service.d/c.conf && "
+                    "systemctl daemon-reload && systemctl start redis-server"
+                )
             hosts[container.name] = variables
         inventory = harness.write_inventory(bench.workdir / "inventory.json", hosts)
         for container in containers:
@@ -475,14 +480,27 @@ def workers_round(bench: Bench, busy: float) -> list[tuple[str, Step]]:
             container.remove()
 
 
-def workers_report(steps: list[tuple[str, Step]]) -> str:
+WORKERS_SECTION = "## simple deploy with a background worker"
+
+
+def workers_report(steps: list[tuple[str, Step]], args) -> str:
     lines = [
+        WORKERS_SECTION,
+        "",
+        f"Machine: {harness.machine()}. {harness.versions()}. Collection at {harness.commit()}.",
+        f"Command: `{harness.command_line()}`. One round: the same change (demo v1 -> v2, two migrations) with "
+        "greenlight on three containers set up alike - no `wsgi_processes`, a Celery worker that is idle, and a "
+        f"Celery worker {args.busy:g} s into a task (`notes.tasks.slow`) when the deploy starts (`stop_timeout` "
+        f"120 s). Probe: load.py inside the container at {args.rate:g} requests/s through nginx; the window is the "
+        "span from the first request that did not get a 200 to the next one that did. The busy worker's task is "
+        "checked to have finished exactly once.",
+        "",
         "| simple deploy v1 -> v2 | window seen by the probe | window in the summary | wall |",
         "| --- | --- | --- | --- |",
     ]
     for kind, step in steps:
         lines.append(f"| {kind} | {window_of(step):.2f} s | {step.reported_window or 0:.2f} s | {step.wall:.1f} s |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 # --- report -----------------------------------------------------------------------------------------
@@ -705,12 +723,14 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory(prefix="greenlight-bench-deploy-") as tmp:
             try:
                 section = workers_report(
-                    workers_round(Bench(Path(tmp), harness.base_image(), args.rate, False), args.busy)
+                    workers_round(Bench(Path(tmp), harness.base_image(), args.rate, False), args.busy), args
                 )
             except BenchError as exc:
                 print(f"bench_deploy: {exc}", file=sys.stderr)
                 return 1
         say("\n" + section)
+        if args.update_results:
+            harness.update_results(args.update_results, WORKERS_SECTION, section)
         return 0
     rounds = 1 if args.smoke else args.rounds
     write = bool(args.update_results) and not args.smoke
