@@ -46,12 +46,24 @@ ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 CREATE_SQL = {
     "postgresql": "CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, {columns})",
     "sqlite": "CREATE TABLE IF NOT EXISTS {table} (id integer PRIMARY KEY AUTOINCREMENT, {columns})",
+    "mysql": "CREATE TABLE IF NOT EXISTS {table} (id bigint AUTO_INCREMENT PRIMARY KEY, {columns})",
 }
-COLUMN_SQL = (
-    "app varchar(255) NOT NULL, name varchar(255) NOT NULL, event varchar(16) NOT NULL, checksum varchar(64), "
-    "release varchar(255) NOT NULL DEFAULT '', revision varchar(255) NOT NULL DEFAULT '', "
-    "recorded_at varchar(40) NOT NULL, recorded_by varchar(255) NOT NULL DEFAULT '', reason text NOT NULL DEFAULT ''"
-)
+# Each column's type; the names are quoted by the database's rules (``release`` is a reserved word of MySQL).
+COLUMN_TYPES = {
+    "app": "varchar(255) NOT NULL",
+    "name": "varchar(255) NOT NULL",
+    "event": "varchar(16) NOT NULL",
+    "checksum": "varchar(64)",
+    "release": "varchar(255) NOT NULL DEFAULT ''",
+    "revision": "varchar(255) NOT NULL DEFAULT ''",
+    "recorded_at": "varchar(40) NOT NULL",
+    "recorded_by": "varchar(255) NOT NULL DEFAULT ''",
+    "reason": "text NOT NULL DEFAULT ''",
+}
+
+
+def _names(connection) -> str:
+    return ", ".join(connection.ops.quote_name(column) for column in COLUMNS)
 
 
 # --- checksum ---------------------------------------------------------------
@@ -128,9 +140,12 @@ def exists(connection) -> bool:
 
 def create(connection) -> None:
     if connection.vendor not in CREATE_SQL:
-        raise ValueError(f"the migration ledger supports PostgreSQL and SQLite, not {connection.vendor}")
+        raise ValueError(f"the migration ledger supports PostgreSQL, MySQL/MariaDB and SQLite, not {connection.vendor}")
+    # MySQL takes a literal default for a text column only since 8.0.13 (MariaDB since 10.2); every row gives one.
+    types = dict(COLUMN_TYPES, reason="text NOT NULL") if connection.vendor == "mysql" else COLUMN_TYPES
+    columns = ", ".join(f"{connection.ops.quote_name(column)} {types[column]}" for column in COLUMNS)
     with connection.cursor() as cursor:
-        cursor.execute(CREATE_SQL[connection.vendor].format(table=TABLE, columns=COLUMN_SQL))
+        cursor.execute(CREATE_SQL[connection.vendor].format(table=TABLE, columns=columns))
 
 
 def read(connection) -> list[dict]:
@@ -138,7 +153,7 @@ def read(connection) -> list[dict]:
     if not exists(connection):
         return []
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY id")  # noqa: S608 - constant names
+        cursor.execute(f"SELECT {_names(connection)} FROM {TABLE} ORDER BY id")  # noqa: S608 - constant names
         return [dict(zip(COLUMNS, row)) for row in cursor.fetchall()]
 
 
@@ -162,7 +177,7 @@ def append(connection, events: list[dict]) -> None:
     placeholders = ", ".join(["%s"] * len(COLUMNS))
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({placeholders})",  # noqa: S608 - constant names
+            f"INSERT INTO {TABLE} ({_names(connection)}) VALUES ({placeholders})",  # noqa: S608 - constant names
             rows,
         )
 

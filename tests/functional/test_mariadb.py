@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible_collections.greenlight.django.plugins.module_utils import _app_runtime, _ledger, _migrate_payload
 from conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("mariadb")
 
 BACKUP_PAYLOAD = REPO / "plugins" / "module_utils" / "_backup_payload.py"
-MIGRATE_PAYLOAD = REPO / "plugins" / "module_utils" / "_migrate_payload.py"
 BUILDER = REPO / "examples" / "demo" / "build.py"
 
 # A migration that fails at its third operation: on MariaDB the first two stay applied.
@@ -54,10 +54,10 @@ def project(tmp_path, mariadb, mysql_python):
     return directory, env, database
 
 
-def run_payload(python: Path, payload: Path, variable: str, options: dict, cwd: Path, env: dict) -> tuple[int, dict]:
+def run_payload(python: Path, program: str, variable: str, options: dict, cwd: Path, env: dict) -> tuple[int, dict]:
     completed = subprocess.run(
         [str(python), "-"],
-        input=payload.read_text(),
+        input=program,
         cwd=cwd,
         env={**env, variable: json.dumps(options)},
         capture_output=True,
@@ -72,12 +72,14 @@ def run_payload(python: Path, payload: Path, variable: str, options: dict, cwd: 
 
 def migrate(python, directory, env, expect, **options) -> tuple[int, dict]:
     options = {"app_name": "demo", "expect": expect, **options}
-    return run_payload(python, MIGRATE_PAYLOAD, "GREENLIGHT_MIGRATE_OPTIONS", options, directory, env)
+    # As greenlight.django.migrate runs it: the payload with the migration ledger's module loaded first.
+    program = _app_runtime.payload_program(_migrate_payload, _ledger)
+    return run_payload(python, program, "GREENLIGHT_MIGRATE_OPTIONS", options, directory, env)
 
 
 def backup(python, directory, env, **options) -> tuple[int, dict]:
     options = {"run_as": "root", "app_name": "demo", **options}
-    return run_payload(python, BACKUP_PAYLOAD, "GREENLIGHT_BACKUP_OPTIONS", options, directory, env)
+    return run_payload(python, BACKUP_PAYLOAD.read_text(), "GREENLIGHT_BACKUP_OPTIONS", options, directory, env)
 
 
 def wait_for(mariadb, query: str, seconds: float = 30) -> None:

@@ -35,9 +35,17 @@ class DatabaseUrlTests(SimpleTestCase):
         self.assertEqual(absolute, {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/demo/db.sqlite3"})
         self.assertEqual(parse_database_url("sqlite:///db.sqlite3")["NAME"], "db.sqlite3")
 
+    def test_mysql_and_mariadb(self):
+        config = parse_database_url("mysql://demo:p%40ss@db.example.com:3307/notes")
+        self.assertEqual(
+            (config["ENGINE"], config["NAME"], config["USER"], config["PASSWORD"], config["HOST"], config["PORT"]),
+            ("django.db.backends.mysql", "notes", "demo", "p@ss", "db.example.com", "3307"),
+        )
+        self.assertEqual(parse_database_url("mariadb://demo@h/notes")["ENGINE"], "django.db.backends.mysql")
+
     def test_rejected_urls(self):
         for url in (
-            "mysql://u:p@h/db",
+            "oracle://u:p@h/db",
             "postgres://u:p@h/",
             "postgres://u:p@h:port/db",
             "sqlite://host/db.sqlite3",

@@ -86,8 +86,10 @@ def version(request):
     return plain_text(settings.DEMO_VERSION)
 
 
-@never_cache
 async def served_by(request):
     """An async view: how the request reached Django (asgi under an ASGI server, wsgi under gunicorn's own
-    workers, where Django runs it in an event loop of its own) and the release that answered."""
-    return plain_text(f"{'asgi' if isinstance(request, ASGIRequest) else 'wsgi'} {settings.DEMO_VERSION}")
+    workers, where Django runs it in an event loop of its own) and the release that answered. (Django 4.2's
+    never_cache does not take async views: the header is set here.)"""
+    response = plain_text(f"{'asgi' if isinstance(request, ASGIRequest) else 'wsgi'} {settings.DEMO_VERSION}")
+    response["Cache-Control"] = "max-age=0, no-cache, no-store, must-revalidate, private"
+    return response
