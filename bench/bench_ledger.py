@@ -16,6 +16,7 @@ events, one event, and the findings over N applied migrations.
     python bench/bench_ledger.py --python build/venvs/django-4.2/bin/python \\
         --baseline-collections /path/to/main/build/collections --migrations 100 --repeat 5
     python bench/bench_ledger.py --python build/venvs/django-4.2/bin/python --migrations 300 --in-process
+    python bench/bench_ledger.py --smoke          # 10 migrations, one run, the ledger's checkout only
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_migration_status import django_python
+from harness import command_line, machine, update_results
+
 REPO = Path(__file__).resolve().parents[1]
+SECTION = "## migration ledger"
 
 SETTINGS = """\
 from pathlib import Path
@@ -156,40 +161,86 @@ timed("findings over every applied migration", lambda: ledger.findings(connectio
 """
 
 
-def in_process(python: str, count: int, work: Path) -> None:
+def in_process(python: str, count: int, work: Path) -> str:
     root = project(work / "in-process", count)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     script = IN_PROCESS.format(collections=str(REPO / "build" / "collections"))
-    subprocess.run([python, "-c", script], cwd=root, check=True, env=env)
+    done = subprocess.run([python, "-c", script], cwd=root, check=True, env=env, capture_output=True, text=True)
+    return done.stdout
+
+
+def report(options: argparse.Namespace, runs: dict[str, dict[str, list[float]]], steps: str) -> str:
+    """The markdown section: the module calls (with and without the ledger when a baseline was given) and the
+    ledger's own steps."""
+    lines = [
+        SECTION,
+        "",
+        f"Machine: {machine()}. Django {django_version(options.python)}, SQLite. Command: `{command_line()}`.",
+        "",
+        f"N = {options.migrations} migrations, median of {options.repeat} runs of each module call (seconds), "
+        "the way Ansible runs a module.",
+        "",
+    ]
+    if runs.get("baseline"):
+        lines += [f"Without the ledger: {baseline_commit(options.baseline_collections)}.", ""]
+        lines += ["| case | without the ledger | with the ledger | added |", "|---|---|---|---|"]
+        for name in runs["ledger"]:
+            without, ledger = statistics.median(runs["baseline"][name]), statistics.median(runs["ledger"][name])
+            lines.append(f"| {name} | {without:.3f} | {ledger:.3f} | {ledger - without:+.3f} |")
+    else:
+        lines += ["| case | with the ledger |", "|---|---|"]
+        for name, seconds in runs["ledger"].items():
+            lines.append(f"| {name} | {statistics.median(seconds):.3f} |")
+    lines += ["", "The ledger's own steps, inside one Django process:", "", "```", steps.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def baseline_commit(collections: str) -> str:
+    """The commit of the checkout the baseline collections path points at."""
+    checkout = (Path(collections) / "ansible_collections" / "greenlight" / "django").resolve()
+    found = subprocess.run(
+        ["git", "-C", str(checkout), "log", "-1", "--format=%h %s"], capture_output=True, text=True, check=False
+    )
+    return f"commit {found.stdout.strip()}" if found.returncode == 0 else str(checkout)
+
+
+def django_version(python: str) -> str:
+    return subprocess.run(
+        [python, "-c", "import django; print(django.get_version())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--python", required=True, help="interpreter of a virtualenv with Django")
-    parser.add_argument("--baseline-collections", help="collections path of the checkout to compare")
+    parser.add_argument("--python", help="interpreter of a virtualenv with Django (default: build/venvs/django-4.2)")
+    parser.add_argument("--baseline-collections", help="collections path of a checkout without the ledger, to compare")
     parser.add_argument("--migrations", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--in-process", action="store_true", help="time the ledger's own steps only")
+    parser.add_argument("--smoke", action="store_true", help="10 migrations, one run (for make test)")
+    parser.add_argument("--update-results", metavar="RESULTS_MD", help="replace the section in this file")
     options = parser.parse_args()
-    options.python = os.path.abspath(options.python)
-    if options.in_process:
-        with tempfile.TemporaryDirectory() as work:
-            in_process(options.python, options.migrations, Path(work))
-        return
-    if not options.baseline_collections:
-        parser.error("--baseline-collections is needed unless --in-process")
-    ours = str(REPO / "build" / "collections")
-    runs: dict[str, dict[str, list[float]]] = {"ledger": {}, "baseline": {}}
+    if options.smoke:
+        options.migrations, options.repeat = 10, 1
+    options.python = os.path.abspath(options.python or django_python("4.2"))
     with tempfile.TemporaryDirectory() as work:
+        steps = in_process(options.python, options.migrations, Path(work))
+        if options.in_process:
+            print(steps, end="")
+            return
+        ours = str(REPO / "build" / "collections")
+        checkouts = [("ledger", ours)]
+        if options.baseline_collections:
+            checkouts.append(("baseline", options.baseline_collections))
+        runs: dict[str, dict[str, list[float]]] = {label: {} for label, _path in checkouts}
         for _run in range(options.repeat):
-            for label, collections in (("ledger", ours), ("baseline", options.baseline_collections)):
+            for label, collections in checkouts:
                 for name, seconds in measure(collections, options.python, options.migrations, Path(work)).items():
                     runs[label].setdefault(name, []).append(seconds)
-    print(f"N = {options.migrations} migrations, median of {options.repeat} runs (seconds)")
-    print(f"{'case':36} {'without':>8} {'ledger':>8} {'added':>8}")
-    for name in runs["ledger"]:
-        without, ledger = statistics.median(runs["baseline"][name]), statistics.median(runs["ledger"][name])
-        print(f"{name:36} {without:8.3f} {ledger:8.3f} {ledger - without:+8.3f}")
+    markdown = report(options, runs, steps)
+    print(markdown)
+    if options.update_results:
+        update_results(Path(options.update_results), SECTION, markdown)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def django_python(version):
         return python
     spec = importlib.util.spec_from_file_location("functional_conftest", REPO / "tests" / "functional" / "conftest.py")
     conftest = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = conftest  # its dataclasses look their module up there
     spec.loader.exec_module(conftest)
     return conftest._build_venv(version)
 
