@@ -14,7 +14,7 @@ molecule="${MOLECULE:-molecule}"
 logs="${MOLECULE_LOG_DIR:-build/molecule}"
 # Heaviest first (minutes, measured on two cores); a scenario not listed runs after these.
 # mariadb: 214 s and 273 s in two runs on two cores shared with other runs (molecule test -s mariadb, the first deploy building mysqlclient).
-order=(faults deploy blue_green release multi_host backup migrate mariadb awx harness)
+order=(faults deploy blue_green release multi_host workers mariadb migrate backup awx harness)
 
 if [ "$#" -eq 0 ]; then
   echo "usage: $0 SCENARIO..." >&2
@@ -45,13 +45,25 @@ next() {
   ) 9> "$logs/queue.lock"
 }
 
+# Molecule's step lines ("scenario ➜ converge: Executing") get the time of day in front, so that a log shows
+# how long each step took.
+stamp() {
+  local line
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in
+      *"➜"*) printf '[%(%H:%M:%S)T] %s\n' -1 "$line" ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done
+}
+
 lane() {
   local lane_id="$1" scenario start rc seconds
   while scenario="$(next)" && [ -n "$scenario" ]; do
     start=$SECONDS
     echo "==> [lane $lane_id] molecule test -s $scenario (log: $logs/$scenario.log)"
-    "$molecule" test -s "$scenario" > "$logs/$scenario.log" 2>&1
-    rc=$?
+    "$molecule" test -s "$scenario" 2>&1 | stamp > "$logs/$scenario.log"
+    rc=${PIPESTATUS[0]}
     seconds=$((SECONDS - start))
     (
       flock 9

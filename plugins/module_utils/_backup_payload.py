@@ -791,20 +791,29 @@ def sqlite_integrity(path: str) -> None:
 
 def sqlite_dump(args, settings_dict: dict) -> dict:
     source_path = sqlite_path(settings_dict)
-    if not os.path.isfile(source_path):
-        raise BackupError(f"the SQLite database {source_path} does not exist")
+    # A first deploy: Django creates the file at the first migrate. What is there before it is an empty database,
+    # and that is what the backup holds (a restore then puts back a database without tables).
+    empty = not os.path.exists(source_path)
+    if empty and not os.path.isdir(os.path.dirname(source_path)):
+        raise BackupError(
+            f"the SQLite database {source_path} does not exist, nor its directory: fix NAME in DATABASES, or create "
+            "the directory (for a database kept across releases, a shared path: code_sync_shared_paths)"
+        )
+    if not empty and not os.path.isfile(source_path):
+        raise BackupError(f"the SQLite database {source_path} is not a file")
     final = new_backup_path(args.dir, backup_prefix(args), EXTENSIONS["sqlite"])
     partial = final + ".partial"
     started = time.monotonic()
     os.close(create_private_file(partial))
     try:
-        source = sqlite3.connect(f"file:{quote(source_path)}?mode=ro", uri=True, timeout=args.lock_wait_timeout)
-        target = sqlite3.connect(partial)
-        try:
-            source.backup(target)  # one step: a consistent snapshot, even while the application writes
-        finally:
-            target.close()
-            source.close()
+        if not empty:
+            source = sqlite3.connect(f"file:{quote(source_path)}?mode=ro", uri=True, timeout=args.lock_wait_timeout)
+            target = sqlite3.connect(partial)
+            try:
+                source.backup(target)  # one step: a consistent snapshot, even while the application writes
+            finally:
+                target.close()
+                source.close()
         sqlite_integrity(partial)
         publish(partial, final)
     except sqlite3.Error as exc:
@@ -817,6 +826,7 @@ def sqlite_dump(args, settings_dict: dict) -> dict:
         "engine": "sqlite",
         "database": source_path,
         "size": os.path.getsize(final),
+        "empty_database": empty,
         "verified_restore": False,
         "seconds": round(time.monotonic() - started, 3),
     }

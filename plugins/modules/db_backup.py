@@ -405,6 +405,8 @@ def outcome(report, state, project_path, alias):
         if "toc_entries" in report:
             result["toc_entries"] = report["toc_entries"]
         result["msg"] = f"Backed up the database {alias} of {project_path} into {path}"
+        if report.get("empty_database"):
+            result["msg"] += f" (the SQLite database {report.get('database')} did not exist yet: an empty database)"
     else:
         if "schemas" in report:
             result["schemas"] = report["schemas"]

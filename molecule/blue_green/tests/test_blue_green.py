@@ -15,11 +15,14 @@ import base64
 import json
 import os
 import re
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "resources"))
+from playbook_run import demo_playbook, out, summary  # noqa: E402
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
@@ -30,32 +33,6 @@ APP = "/srv/demo"
 PSQL = "sudo -u postgres psql -XAtq -d demo -c"
 LOAD = "/var/lib/greenlight-tests/load"
 RATE = 60  # requests per second, two keep-alive connections
-
-
-def playbook(name: str, version: str = "v1", *extra: str):
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
-    config = EPHEMERAL / "ansible.cfg"
-    if config.is_file():
-        env["ANSIBLE_CONFIG"] = str(config)
-    argv = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        "-i",
-        str(Path(INVENTORY).parent),
-        str(PROJECT / "playbooks" / name),
-        "-e",
-        json.dumps({"demo_version": version}),
-        *extra,
-    ]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
-
-
-def out(result) -> str:
-    return (result.stdout + result.stderr)[-8000:]
-
-
-def summary() -> dict:
-    return json.loads((EPHEMERAL / "summary.json").read_text())
 
 
 def served_version(host) -> str:
@@ -91,6 +68,52 @@ def under_load(host, run):
     report = json.loads(host.file(f"{LOAD}/report.json").content_string)
     print(f"load: {json.dumps({k: v for k, v in report.items() if k != 'errors'})} errors={report['errors'][:5]}")
     return result, report
+
+
+def queuing_tasks(host, run):
+    """Run `run()` while the container queues a task every 0.2 s through Redis (produce.py, with the serving
+    release's Celery); return (result, number of tasks sent). The producer goes on 3 s after `run()`."""
+    script = base64.b64encode((Path(__file__).parent / "produce.py").read_bytes()).decode()
+    colour = active_colour(host)
+    host.check_output(f"mkdir -p {LOAD} && echo {script} | base64 -d > {LOAD}/produce.py && rm -f {LOAD}/sent*")
+    host.check_output(
+        f"cd {APP}/{colour} && set -a && . {APP}/shared/.env && set +a && PYTHONDONTWRITEBYTECODE=1 "
+        f"nohup .venv/bin/python {LOAD}/produce.py {LOAD}/sent 600 > {LOAD}/produce.log 2>&1 &"
+    )
+    host.run(f"for i in $(seq 1 20); do [ -s {LOAD}/sent ] && break; sleep 0.5; done")
+    try:
+        result = run()
+    finally:
+        host.run(f"sleep 3; touch {LOAD}/sent.stop; sleep 1")
+    sent = int(host.file(f"{LOAD}/sent").content_string or 0)
+    return result, sent
+
+
+def task_runs(host) -> dict[str, list[str]]:
+    """For each key the producer sent: the versions of the code that ran its task, once per run."""
+    rows = host.check_output(f"{PSQL} \"SELECT title, body FROM notes_note WHERE title LIKE 'across-%' ORDER BY id\"")
+    runs: dict[str, list[str]] = {}
+    for row in rows.splitlines():
+        key, _bar, version = row.partition("|")
+        runs.setdefault(key, []).append(version)
+    return runs
+
+
+def assert_each_task_ran_once(host, sent: int) -> dict[str, list[str]]:
+    """Every task sent ran (bounded wait for the queue to drain), and none ran twice."""
+    deadline = time.monotonic() + 60
+    runs = task_runs(host)
+    while len(runs) < sent and time.monotonic() < deadline:
+        time.sleep(1)
+        runs = task_runs(host)
+    time.sleep(2)  # a task run twice would show up now
+    runs = task_runs(host)
+    assert sorted(runs, key=lambda key: int(key.split("-")[1])) == [f"across-{n}" for n in range(sent)], (
+        f"{sent} sent; missing: {sorted(set(f'across-{n}' for n in range(sent)) - set(runs))[:10]}"
+    )
+    twice = {key: versions for key, versions in runs.items() if len(versions) > 1}
+    assert not twice, twice
+    return runs
 
 
 def assert_no_failed_request(report: dict) -> None:
@@ -149,8 +172,15 @@ def test_v1_serves_from_blue(host):
 
 def test_v2_with_strategy_auto_switches_to_green_without_a_window_or_a_failed_request(host):
     # Also the upgrade of a server deployed on ports: v2 goes out with the default settings, unix sockets.
-    result, report = under_load(host, lambda: playbook("deploy.yml", "v2", "-e", "greenlight_strategy=auto"))
+    (result, report), sent = queuing_tasks(
+        host, lambda: under_load(host, lambda: demo_playbook("deploy.yml", "v2", "-e", "greenlight_strategy=auto"))
+    )
     assert result.returncode == 0, out(result)
+    # Tasks queued all through the switch ran exactly once each: the old colour's worker ran those it took
+    # before it drained, the new colour's worker the rest.
+    runs = assert_each_task_ran_once(host, sent)
+    print(f"tasks queued across the switch: {sent}, run by {sorted(set(sum(runs.values(), [])))}")
+    assert {versions[0] for versions in runs.values()} == {"v1", "v2"}
     assert summary()["strategy"] == ("no downtime window: the serving release survives every pending migration"), (
         summary()
     )
@@ -182,7 +212,7 @@ def test_a_page_v1_rendered_still_gets_its_stylesheet_after_the_switch_to_v2(hos
 
 
 def test_rollback_brings_v1_back(host):
-    result = playbook("rollback.yml")
+    result = demo_playbook("rollback.yml", "v1")
     assert result.returncode == 0, out(result)
     assert served_version(host) == "v1"
     assert active_colour(host) == "blue"
@@ -191,7 +221,7 @@ def test_rollback_brings_v1_back(host):
 
 
 def test_rollback_to_a_release_that_does_not_exist_is_refused(host):
-    result = playbook("rollback.yml", "v1", "-e", "greenlight_rollback_to=20000101T000000Z-000000000000")
+    result = demo_playbook("rollback.yml", "v1", "-e", "greenlight_rollback_to=20000101T000000Z-000000000000")
     assert result.returncode != 0
     assert "does not exist" in out(result) and "Releases there" in out(result)
     assert served_version(host) == "v1"
@@ -202,7 +232,7 @@ def test_rollback_to_a_release_whose_build_never_finished_is_refused(host):
     incomplete = "20000101T000000Z-0123456789ab"
     host.run(f"mkdir -p {APP}/releases/{incomplete}/.venv/bin")
     try:
-        result = playbook("rollback.yml", "v1", "-e", f"greenlight_rollback_to={incomplete}")
+        result = demo_playbook("rollback.yml", "v1", "-e", f"greenlight_rollback_to={incomplete}")
         assert result.returncode != 0
         assert f"Release {incomplete} on" in out(result) and "is incomplete" in out(result)
         assert served_version(host) == "v1"
@@ -213,7 +243,7 @@ def test_rollback_to_a_release_whose_build_never_finished_is_refused(host):
 
 def test_v2_again_reuses_its_release(host):
     releases = host.check_output(f"ls {APP}/releases")
-    result = playbook("deploy_blue_green.yml", "v2")
+    result = demo_playbook("deploy_blue_green.yml", "v2")
     assert result.returncode == 0, out(result)
     assert served_version(host) == "v2"
     assert host.check_output(f"ls {APP}/releases") == releases
@@ -222,7 +252,7 @@ def test_v2_again_reuses_its_release(host):
 def test_v4_is_refused_by_name_with_nothing_changed(host):
     before = data_checksum(host)
     colour = active_colour(host)
-    result = playbook("deploy_blue_green.yml", "v4")
+    result = demo_playbook("deploy_blue_green.yml", "v4")
     assert result.returncode != 0
     text = out(result)
     assert "RemoveField" in text or "Remove field body" in text, text
@@ -236,8 +266,20 @@ def test_v4_is_refused_by_name_with_nothing_changed(host):
 
 def test_v6_renames_a_column_with_expand_and_contract_under_load(host):
     host.check_output("curl -sf -X POST -d title=written-by-v2 http://127.0.0.1/notes/new")
-    result, report = under_load(host, lambda: playbook("deploy_blue_green.yml", "v6"))
+    # Planned and reviewed first: the plan of a blue-green deploy has no window, and the deploy applies it.
+    plans = EPHEMERAL / "plans"
+    result = demo_playbook(
+        "plan.yml", "v6", "-e", json.dumps({"greenlight_strategy": "blue_green", "greenlight_plan_dir": str(plans)})
+    )
     assert result.returncode == 0, out(result)
+    assert served_version(host) == "v2"
+    [plan] = [json.loads(path.read_text()) for path in plans.glob("demo-*.json")]
+    assert plan["strategy"] == "blue_green" and plan["window"]["downtime"] is False, plan
+    assert "notes.0004_note_headline" in [m["migration"] for m in plan["migrations"]], plan["migrations"]
+    approved = json.dumps({"greenlight_plan_id": plan["plan_id"]})
+    result, report = under_load(host, lambda: demo_playbook("deploy_blue_green.yml", "v6", "-e", approved))
+    assert result.returncode == 0, out(result)
+    assert summary()["plan_id"] == plan["plan_id"] and summary()["release"] == plan["release"]
     assert_no_failed_request(report)
     assert served_version(host) == "v6"
     applied = summary()["migrations_applied"]
@@ -265,7 +307,7 @@ def test_v7_failing_inside_its_window_is_recovered(host):
     hook.write_text(
         "- name: Fail after migrate\n  ansible.builtin.fail:\n    msg: the after_migrate hook fails on purpose\n"
     )
-    result = playbook(
+    result = demo_playbook(
         "deploy.yml",
         "v7",
         "-e",
@@ -289,7 +331,7 @@ def test_v7_failing_inside_its_window_is_recovered(host):
 def test_v7_with_strategy_auto_takes_a_downtime_window_for_the_drop(host):
     colour = active_colour(host)
     notes = host.check_output(f'{PSQL} "SELECT count(*) FROM notes_note"')
-    result = playbook("deploy.yml", "v7", "-e", "greenlight_strategy=auto")
+    result = demo_playbook("deploy.yml", "v7", "-e", "greenlight_strategy=auto")
     assert result.returncode == 0, out(result)
     report = summary()
     assert report["strategy"].startswith("downtime window: the serving release "), report
@@ -306,7 +348,7 @@ def test_v7_with_strategy_auto_takes_a_downtime_window_for_the_drop(host):
 def test_the_static_files_of_a_removed_release_are_gone_from_the_bridge(host):
     """Once v1's release is removed (a re-deploy of v7 that keeps one release beside the two colours), the files
     only v1 had go from the bridge: its stylesheet answers 404; the serving release's still 200."""
-    result = playbook("deploy.yml", "v7", "-e", "greenlight_strategy=auto", "-e", "code_sync_keep_releases=1")
+    result = demo_playbook("deploy.yml", "v7", "-e", "greenlight_strategy=auto", "-e", "code_sync_keep_releases=1")
     assert result.returncode == 0, out(result)
     assert served_version(host) == "v7"
     assert fetch(host, V1_STYLESHEET[0])[0] == "404"

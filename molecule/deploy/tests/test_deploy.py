@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "resources"))
+from playbook_run import demo_playbook, out, summary  # noqa: E402
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
@@ -36,29 +38,7 @@ PROBE = "/var/lib/greenlight-tests/probe.log"
 
 def deploy(version: str, *extra: str, playbook: str = "deploy.yml"):
     """Run the playbook from the checkout against the scenario's container."""
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
-    config = EPHEMERAL / "ansible.cfg"
-    if config.is_file():
-        env["ANSIBLE_CONFIG"] = str(config)
-    argv = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        "-i",
-        str(Path(INVENTORY).parent),
-        str(PROJECT / "playbooks" / playbook),
-        "-e",
-        json.dumps({"demo_version": version}),
-        *extra,
-    ]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
-
-
-def out(result) -> str:
-    return (result.stdout + result.stderr)[-8000:]
-
-
-def summary() -> dict:
-    return json.loads((EPHEMERAL / "summary.json").read_text())
+    return demo_playbook(playbook, version, *extra)
 
 
 def served_version(host) -> str:

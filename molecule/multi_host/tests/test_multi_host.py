@@ -17,6 +17,9 @@ from pathlib import Path
 
 import testinfra.utils.ansible_runner
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "resources"))
+from playbook_run import demo_playbook, out  # noqa: E402
+
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("app")
 
@@ -24,28 +27,6 @@ PROJECT = Path(__file__).resolve().parents[3]
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 APPS = ["greenlight-multi-app1", "greenlight-multi-app2"]
 DB = "greenlight-multi-db"
-
-
-def run_playbook(playbook: str, version: str, *extra: str):
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
-    config = EPHEMERAL / "ansible.cfg"
-    if config.is_file():
-        env["ANSIBLE_CONFIG"] = str(config)
-    argv = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        "-i",
-        str(Path(INVENTORY).parent),
-        str(PROJECT / "playbooks" / playbook),
-        "-e",
-        json.dumps({"demo_version": version}),
-        *extra,
-    ]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
-
-
-def out(result) -> str:
-    return (result.stdout + result.stderr)[-8000:]
 
 
 def docker_exec(container: str, *argv: str) -> str:
@@ -94,7 +75,7 @@ def test_v2_blue_green_migrates_once_and_switches_host_by_host():
     docker_exec(
         APPS[1], "curl", "-sf", "--max-time", "5", "-X", "POST", "-d", "title=before-v2", "http://127.0.0.1/notes/new"
     )
-    result = run_playbook("deploy_blue_green.yml", "v2")
+    result = demo_playbook("deploy_blue_green.yml", "v2")
     assert result.returncode == 0, out(result)
     assert [served(app) for app in APPS] == ["v2", "v2"]
 
@@ -133,7 +114,7 @@ def test_a_release_that_cannot_start_on_one_host_switches_no_host():
         shutil.copytree(EPHEMERAL / "demo" / "v2", v2b, symlinks=True)
         with (v2b / "manage.py").open("a") as handle:
             handle.write("# v2b\n")
-        result = run_playbook("deploy_blue_green.yml", "v2b", "-e", "wsgi_health_timeout=5")
+        result = demo_playbook("deploy_blue_green.yml", "v2b", "-e", "wsgi_health_timeout=5")
         assert result.returncode != 0
         assert "no host switched" in out(result), out(result)
         assert [docker_exec(app, "readlink", "/etc/nginx/greenlight/demo/active.conf") for app in APPS] == before
@@ -157,7 +138,7 @@ def test_a_switch_that_fails_on_a_later_batch_puts_the_switched_hosts_back():
     )
     try:
         before = [docker_exec(app, "readlink", "/etc/nginx/greenlight/demo/active.conf") for app in APPS]
-        result = run_playbook(
+        result = demo_playbook(
             "deploy_blue_green.yml", "v2b", "-e", json.dumps({"greenlight_hooks": {"before_switch": str(hook)}})
         )
         assert result.returncode != 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "resources"))
+from playbook_run import ansible_playbook  # noqa: E402
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
@@ -35,20 +39,8 @@ SCRATCH = "/var/lib/greenlight-tests"  # in the container: load output, probe sc
 
 def run_step(playbook: str, extra_vars: dict | None = None, inventory: str | None = None):
     """Run ../steps/<playbook> against the scenario's container."""
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
-    config = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"), "ansible.cfg")
-    if config.is_file():
-        env["ANSIBLE_CONFIG"] = str(config)
-    argv = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        "-i",
-        inventory or str(Path(INVENTORY).parent),
-        str(SCENARIO / "steps" / playbook),
-    ]
-    if extra_vars:
-        argv += ["-e", json.dumps(extra_vars)]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
+    variables = ["-e", json.dumps(extra_vars)] if extra_vars else []
+    return ansible_playbook(SCENARIO / "steps" / playbook, *variables, inventory=inventory)
 
 
 def output_of(result) -> str:
@@ -404,41 +396,32 @@ def test_invalid_inputs_are_refused_before_any_change(host, tmp_path):
 # --- a second application on the same server ------------------------------------------------------------------
 
 
-def deploy_app(tmp_path, app: str, **extra) -> subprocess.CompletedProcess:
-    """Deploy the demo project's v1 as application `app` with the simple deploy playbook and its default settings
-    (only what every application must say: name, sources, environment, site name). The inventory file alone,
-    without the scenario's group_vars, which are the roles' settings for demo."""
+def deploy_app(
+    tmp_path, app: str, version: str = "v1", playbook: str = "deploy.yml", **extra
+) -> subprocess.CompletedProcess:
+    """Deploy the demo project's `version` as application `app` with the simple deploy playbook (or `playbook`) and
+    its default settings (only what every application must say: name, sources, environment, site name), on SQLite
+    (a database file in a shared path). The inventory file alone, without the scenario's group_vars, which are the
+    roles' settings for demo."""
     inventory = tmp_path / "inventory.yml"
     shutil.copy(INVENTORY, inventory)
     ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
     app_vars = {
         "greenlight_app_name": app,
         "greenlight_wsgi_application": "demo.wsgi:application",
-        "greenlight_source_dir": str(ephemeral / "demo" / "v1"),
+        "greenlight_source_dir": str(ephemeral / "demo" / version),
         "greenlight_server_name": f"{app}.test",
         "greenlight_summary_file": str(tmp_path / "summary.json"),
         "greenlight_environment": {
             "DJANGO_SECRET_KEY": "molecule-only-secret-key-of-the-second-application-0123456789-abcdef",
-            "DATABASE_URL": f"postgres://demo:demo-db-password@127.0.0.1:5432/{app}",
+            "DATABASE_URL": f"sqlite:////srv/{app}/shared/db/{app}.sqlite3",
             "DJANGO_ALLOWED_HOSTS": f"{app}.test,127.0.0.1,localhost",
         },
+        "code_sync_shared_paths": ["media", "db"],
         **extra,
     }
     (tmp_path / "app.json").write_text(json.dumps(app_vars))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
-    config = ephemeral / "ansible.cfg"
-    if config.is_file():
-        env["ANSIBLE_CONFIG"] = str(config)
-    argv = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        "-i",
-        str(inventory),
-        str(PROJECT / "playbooks" / "deploy.yml"),
-        "-e",
-        f"@{tmp_path / 'app.json'}",
-    ]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
+    return ansible_playbook(PROJECT / "playbooks" / playbook, "-e", f"@{tmp_path / 'app.json'}", inventory=inventory)
 
 
 def notes_of(host, site: str) -> str:
@@ -446,7 +429,6 @@ def notes_of(host, site: str) -> str:
 
 
 def test_a_second_application_with_default_settings_serves_beside_the_first(host, tmp_path):
-    host.run("runuser -u postgres -- createdb -O demo shop")
     result = deploy_app(tmp_path, "shop")
     assert succeeded(result), tail(result)
     # nginx answers each site from its own application: shop.test from shop's v1, the default site from demo.
@@ -464,6 +446,46 @@ def test_a_second_application_with_default_settings_serves_beside_the_first(host
     assert "noted-in-the-demo" not in notes_of(host, "shop.test")
     assert "noted-in-the-demo" in notes_of(host, "127.0.0.1")
     assert "sold-in-the-shop" not in notes_of(host, "127.0.0.1")
+    # shop's database is a SQLite file of its own, which the application user writes.
+    assert host.file("/srv/shop/shared/db/shop.sqlite3").user == "shop"
+
+
+def sqlite(host, app: str, query: str) -> list[str]:
+    return host.check_output(f"sqlite3 /srv/{app}/shared/db/{app}.sqlite3 {shlex.quote(query)}").splitlines()
+
+
+def test_the_sqlite_application_deploys_v2_as_planned_and_its_ledger_records_it(host, tmp_path):
+    """Plan, review, apply on SQLite: the plan of v2 changes nothing that serves; the deploy with its id applies
+    exactly the planned migrations after a backup, keeps the rows, and the ledger records each one."""
+    plans = tmp_path / "plans"
+    before = sqlite(host, "shop", "SELECT title FROM notes_note ORDER BY id")
+    backups = host.run("ls /srv/shop/backups").stdout
+    result = deploy_app(tmp_path, "shop", "v2", "plan.yml", greenlight_plan_dir=str(plans))
+    assert succeeded(result), tail(result)
+    written = [json.loads(path.read_text()) for path in plans.glob("shop-*.json")]
+    assert len(written) == 1, written
+    plan = written[0]
+    assert [m["migration"] for m in plan["migrations"]] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+    assert any('ADD COLUMN "tag"' in line for line in plan["migrations"][0]["sql"]), plan["migrations"][0]
+    assert http(host, "/version", site="shop.test")[2].strip() == "v1"
+    assert host.run("ls /srv/shop/backups").stdout == backups
+
+    result = deploy_app(tmp_path, "shop", "v2", greenlight_plan_id=plan["plan_id"])
+    assert succeeded(result), tail(result)
+    assert http(host, "/version", site="shop.test")[2].strip() == "v2"
+    report = json.loads((tmp_path / "summary.json").read_text())
+    assert report["plan_id"] == plan["plan_id"] and report["release"] == plan["release"]
+    assert report["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
+    assert sqlite(host, "shop", "SELECT title FROM notes_note ORDER BY id") == before
+    ledger = sqlite(
+        host,
+        "shop",
+        'SELECT app, name, event FROM greenlight_migration_ledger WHERE "release" = '
+        + f"'{plan['release']}' ORDER BY id",
+    )
+    assert ledger == ["notes|0002_note_tag|applied", "notes|0003_backfill_tag|applied"]
+    # and a backup was taken before them
+    assert len(host.run("ls /srv/shop/backups").stdout.split()) == len(backups.split()) + 1
 
 
 def test_an_address_another_application_uses_is_refused_before_any_change(host, tmp_path):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "resources"))
+from playbook_run import demo_playbook, out, summary  # noqa: E402
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
@@ -25,32 +27,6 @@ PROJECT = Path(__file__).resolve().parents[3]
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 PSQL = "sudo -u postgres psql -XAtq -d demo -c"
 WORKER, BEAT = "greenlight-demo-worker-1@current", "greenlight-demo-beat-1@current"
-
-
-def playbook(name: str, version: str, *extra: str):
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "build" / "collections")
-    config = EPHEMERAL / "ansible.cfg"
-    if config.is_file():
-        env["ANSIBLE_CONFIG"] = str(config)
-    argv = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        "-i",
-        str(Path(INVENTORY).parent),
-        str(PROJECT / "playbooks" / name),
-        "-e",
-        json.dumps({"demo_version": version}),
-        *extra,
-    ]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
-
-
-def out(result) -> str:
-    return (result.stdout + result.stderr)[-8000:]
-
-
-def summary() -> dict:
-    return json.loads((EPHEMERAL / "summary.json").read_text())
 
 
 def send(host, task: str, *args) -> None:
@@ -101,7 +77,7 @@ def test_simple_deploy_finishes_the_task_in_hand_and_runs_each_queued_task_once(
     assert wait_for(host, "inflight begin", 30) == ["v1"]
     for n in range(3):
         send(host, "notes.tasks.record", f"queued-{n}")
-    result = playbook("deploy.yml", "v2")
+    result = demo_playbook("deploy.yml", "v2")
     assert result.returncode == 0, out(result)
     assert host.check_output("curl -s --max-time 5 http://127.0.0.1/version") == "v2"
     # The task in hand was finished by v1's worker (its warm shutdown), before v2's migrations, and not again.
@@ -123,7 +99,7 @@ def test_simple_deploy_finishes_the_task_in_hand_and_runs_each_queued_task_once(
 
 
 def test_rollback_takes_the_worker_back_to_the_previous_release(host):
-    result = playbook("rollback.yml", "v2")
+    result = demo_playbook("rollback.yml", "v2")
     assert result.returncode == 0, out(result)
     send(host, "notes.tasks.record", "ping-rollback")
     assert wait_for(host, "ping-rollback") == ["v1"]
@@ -139,7 +115,7 @@ def test_bad_process_declarations_are_refused_before_anything_changes(host):
             "mail": {"command": "python manage.py send_mail_forever", "stop_timeout": "soon"},
         }
     }
-    result = playbook("deploy.yml", "v2", "-e", json.dumps(bad))
+    result = demo_playbook("deploy.yml", "v2", "-e", json.dumps(bad))
     assert result.returncode != 0
     text = out(result)
     assert "worker has no command" in text

@@ -149,6 +149,38 @@ def test_sqlite_dump_then_restore_brings_back_exactly_the_backed_up_rows(tmp_pat
     assert titles(database) == ["a", "b"]
 
 
+def test_a_sqlite_database_not_created_yet_backs_up_as_an_empty_one_that_restores_to_no_tables(tmp_path, monkeypatch):
+    """A first deploy on SQLite: the file appears at the first migrate. The backup taken before it is an empty
+    database, and restoring it after a failed migrate leaves no table behind."""
+    release = tmp_path / "rel-1"
+    release.mkdir()
+    monkeypatch.chdir(release)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    database = tmp_path / "db.sqlite3"
+    args = SimpleNamespace(app_name="demo", dir=str(backups), lock_wait_timeout=5.0)
+    old_umask = os.umask(0o077)
+    try:
+        dumped = payload.sqlite_dump(args, {"NAME": str(database)})
+    finally:
+        os.umask(old_umask)
+    assert dumped["empty_database"] is True and not database.exists()
+    assert stat.S_IMODE(os.stat(dumped["file"]).st_mode) == 0o600
+    sqlite_database(database, ["half", "migrated"])
+    payload.sqlite_restore(SimpleNamespace(file=dumped["file"], lock_wait_timeout=5.0), {"NAME": str(database)})
+    connection = sqlite3.connect(database)
+    try:
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == []
+    finally:
+        connection.close()
+
+
+def test_a_sqlite_database_in_a_directory_that_does_not_exist_is_refused_with_the_fix(tmp_path):
+    args = SimpleNamespace(app_name="demo", dir=str(tmp_path), lock_wait_timeout=5.0)
+    with pytest.raises(payload.BackupError, match="nor its directory: fix NAME in DATABASES"):
+        payload.sqlite_dump(args, {"NAME": str(tmp_path / "missing" / "db.sqlite3")})
+
+
 @pytest.mark.parametrize("name", ["", ":memory:", "file:memdb?mode=memory"])
 def test_sqlite_databases_that_are_not_files_are_refused(name):
     with pytest.raises(payload.BackupError, match="is not a file this role can back up"):
