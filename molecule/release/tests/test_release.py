@@ -450,6 +450,34 @@ def test_a_second_application_with_default_settings_serves_beside_the_first(host
     assert host.file("/srv/shop/shared/db/shop.sqlite3").user == "shop"
 
 
+def test_an_address_another_application_uses_is_refused_before_any_change(host, tmp_path):
+    taken = f"unix:{socket_of('current', 'shop')}"
+    result = deploy_app(tmp_path, "clash", greenlight_listen={"current": taken})
+    assert not succeeded(result)
+    text = output_of(result)
+    assert f"clash would listen on {taken} (current), which application shop" in text, tail(result)
+    assert "Nothing was changed" in text and "greenlight_listen" in text
+    assert not host.file("/srv/clash").exists
+    assert not host.file("/etc/systemd/system/greenlight-clash@.service").exists
+    assert not host.file("/etc/nginx/conf.d/greenlight-clash.conf").exists
+    assert not host.file("/etc/nginx/greenlight/clash").exists
+    # A port another application's nginx upstream names is refused the same way.
+    host.run(
+        "mkdir -p /etc/nginx/greenlight/legacy && printf 'upstream x {\\n    server 127.0.0.1:8000 max_fails=0;\\n}\\n'"
+        " > /etc/nginx/greenlight/legacy/upstream-current.conf"
+    )
+    try:
+        result = deploy_app(tmp_path, "clash", greenlight_listen={"current": 8000, "blue": 8001, "green": 8002})
+        assert not succeeded(result)
+        assert "clash would listen on 127.0.0.1:8000 (current), which application legacy" in output_of(result), tail(
+            result
+        )
+        assert not host.file("/srv/clash").exists
+    finally:
+        host.run("rm -rf /etc/nginx/greenlight/legacy")
+    assert http(host, "/version", site="shop.test")[2].strip() == "v1"
+
+
 def sqlite(host, app: str, query: str) -> list[str]:
     return host.check_output(f"sqlite3 /srv/{app}/shared/db/{app}.sqlite3 {shlex.quote(query)}").splitlines()
 
@@ -486,31 +514,3 @@ def test_the_sqlite_application_deploys_v2_as_planned_and_its_ledger_records_it(
     assert ledger == ["notes|0002_note_tag|applied", "notes|0003_backfill_tag|applied"]
     # and a backup was taken before them
     assert len(host.run("ls /srv/shop/backups").stdout.split()) == len(backups.split()) + 1
-
-
-def test_an_address_another_application_uses_is_refused_before_any_change(host, tmp_path):
-    taken = f"unix:{socket_of('current', 'shop')}"
-    result = deploy_app(tmp_path, "clash", greenlight_listen={"current": taken})
-    assert not succeeded(result)
-    text = output_of(result)
-    assert f"clash would listen on {taken} (current), which application shop" in text, tail(result)
-    assert "Nothing was changed" in text and "greenlight_listen" in text
-    assert not host.file("/srv/clash").exists
-    assert not host.file("/etc/systemd/system/greenlight-clash@.service").exists
-    assert not host.file("/etc/nginx/conf.d/greenlight-clash.conf").exists
-    assert not host.file("/etc/nginx/greenlight/clash").exists
-    # A port another application's nginx upstream names is refused the same way.
-    host.run(
-        "mkdir -p /etc/nginx/greenlight/legacy && printf 'upstream x {\\n    server 127.0.0.1:8000 max_fails=0;\\n}\\n'"
-        " > /etc/nginx/greenlight/legacy/upstream-current.conf"
-    )
-    try:
-        result = deploy_app(tmp_path, "clash", greenlight_listen={"current": 8000, "blue": 8001, "green": 8002})
-        assert not succeeded(result)
-        assert "clash would listen on 127.0.0.1:8000 (current), which application legacy" in output_of(result), tail(
-            result
-        )
-        assert not host.file("/srv/clash").exists
-    finally:
-        host.run("rm -rf /etc/nginx/greenlight/legacy")
-    assert http(host, "/version", site="shop.test")[2].strip() == "v1"
