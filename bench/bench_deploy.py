@@ -44,8 +44,9 @@ once more with v2.2 on G: wall time and the PLAY RECAP's changed count.
 
 ``--workers``: the same change (v1 -> v2, two migrations) with greenlight on three containers alike but for
 ``wsgi_processes``: none; a Celery worker (Redis from Debian's redis-server in the container) that is idle; the
-same worker ``--busy`` seconds into a task when the deploy starts. The window a worker adds is its graceful stop,
-which waits for the task in hand.
+same worker given a task of ``--busy`` seconds at the deploy's ``after_prepare`` hook (the last point before the
+inspection and the window), so that it is in the middle of it when the window opens. The window a worker adds is
+its graceful stop, which waits for the task in hand.
 
 Needs Docker and the base image (``make setup``).
 """
@@ -428,12 +429,42 @@ def one_round(bench: Bench, number: int, smoke: bool) -> list[Step]:
 
 
 WORKER_PROCESSES = {"worker": {"command": "celery -A demo worker --concurrency 1", "stop_timeout": 120}}
+BUSY_MARKER = "/var/tmp/greenlight-bench-busy"
+# The notes the busy worker's task writes: once each, when it begins and when it ends.
+BUSY_BEGUN = "SELECT count(*) FROM notes_note WHERE title = 'busy begin'"
+BUSY_NOTES = "SELECT string_agg(title, ',' ORDER BY id) FROM notes_note WHERE title LIKE 'busy %'"
+
+
+def busy_hook(workdir: Path, seconds: float) -> Path:
+    """A task file for the after_prepare hook: when the marker exists, queue notes.tasks.slow with the serving
+    release's Celery and wait (bounded) until the worker has begun it."""
+    hook = workdir / "busy_hook.yml"
+    hook.write_text(
+        f"""---
+- name: Give the worker a task of {seconds:g} s, and wait until it has begun
+  ansible.builtin.shell: |
+    set -e
+    [ -e {BUSY_MARKER} ] || exit 0
+    rm -f {BUSY_MARKER}
+    cd /srv/demo/current && set -a && . /srv/demo/shared/.env && set +a
+    .venv/bin/celery -A demo call notes.tasks.slow --args '["busy", {seconds}]' > /dev/null
+    for i in $(seq 1 120); do
+      begun=$(runuser -u postgres -- psql -XAtq -d demo -c "{BUSY_BEGUN}")
+      [ "$begun" = 1 ] && exit 0
+      sleep 0.25
+    done
+    echo "the worker did not begin the task" >&2
+    exit 1
+  changed_when: false
+"""
+    )
+    return hook
 
 
 def workers_round(bench: Bench, busy: float) -> list[tuple[str, Step]]:
     """v1 -> v2 with greenlight on three containers: no worker, an idle worker, a worker busy for `busy` s."""
     tag = os.getpid()
-    kinds = ("no worker", "idle worker", f"worker {busy:g} s into a task")
+    kinds = ("no worker", "idle worker", f"worker given a {busy:g} s task just before the window")
     containers = [Container(f"greenlight-bench-deploy-w{n}-{tag}", bench.image) for n in range(len(kinds))]
     try:
         harness.start_containers(containers)
@@ -443,6 +474,8 @@ def workers_round(bench: Bench, busy: float) -> list[tuple[str, Step]]:
             variables["greenlight_summary_file"] = str(bench.workdir / f"summary-{container.name}.json")
             if n > 0:
                 variables["wsgi_processes"] = WORKER_PROCESSES
+            if n == 2:
+                variables["greenlight_hooks"] = {"after_prepare": str(busy_hook(bench.workdir, busy))}
                 # Debian's unit runs Redis in a user namespace of its own, which a container cannot make.
                 container.sh(
                     "mkdir -p /etc/systemd/system/redis-server.service.d && "
@@ -457,23 +490,11 @@ def workers_round(bench: Bench, busy: float) -> list[tuple[str, Step]]:
         steps = []
         for kind, container in zip(kinds, containers):
             if kind.endswith("task"):
-                container.sh(
-                    "cd /srv/demo/current && set -a && . /srv/demo/shared/.env && set +a && "
-                    f".venv/bin/celery -A demo call notes.tasks.slow --args '[\"busy\", {busy}]'"
-                )
-                for _attempt in range(120):
-                    if container.sql("SELECT count(*) FROM notes_note WHERE title = 'busy begin'") == "1":
-                        break
-                    time.sleep(0.5)
-                else:
-                    raise BenchError(f"{container.name}: the worker did not start the slow task")
+                container.sh(f"touch {BUSY_MARKER}")  # the hook queues the task in this deploy only
             say(f"workers: {kind}")
             steps.append((kind, bench.measure(Step("migrations", "greenlight", "v2"), container, inventory)))
-            if (
-                kind.endswith("task")
-                and container.sql("SELECT count(*) FROM notes_note WHERE title = 'busy end'") != "1"
-            ):
-                raise BenchError(f"{container.name}: the task in hand was not finished exactly once")
+            if kind.endswith("task") and container.sql(BUSY_NOTES) != "busy begin,busy end":
+                raise BenchError(f"{container.name}: the task in hand was not started and finished exactly once")
         return steps
     finally:
         for container in containers:
@@ -490,8 +511,10 @@ def workers_report(steps: list[tuple[str, Step]], args) -> str:
         f"Machine: {harness.machine()}. {harness.versions()}. Collection at {harness.commit()}.",
         f"Command: `{harness.command_line()}`. One round: the same change (demo v1 -> v2, two migrations) with "
         "greenlight on three containers set up alike - no `wsgi_processes`, a Celery worker that is idle, and a "
-        f"Celery worker {args.busy:g} s into a task (`notes.tasks.slow`) when the deploy starts (`stop_timeout` "
-        f"120 s). Probe: load.py inside the container at {args.rate:g} requests/s through nginx; the window is the "
+        f"Celery worker given a task of {args.busy:g} s (`notes.tasks.slow`) at the deploy's `after_prepare` hook, "
+        "the last point before the inspection and the window, which waits until the worker has begun it "
+        f"(`stop_timeout` 120 s). Probe: load.py inside the container at {args.rate:g} requests/s through nginx; "
+        "the window is the "
         "span from the first request that did not get a 200 to the next one that did. The busy worker's task is "
         "checked to have finished exactly once.",
         "",
@@ -715,7 +738,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=20, help="probe requests per second (default 20)")
     parser.add_argument("--update-results", type=Path, help="write the section into this RESULTS.md, and the plot")
     parser.add_argument("--workers", action="store_true", help="the window without, with an idle, a busy worker")
-    parser.add_argument("--busy", type=float, default=5, help="seconds the busy worker's task has left (default 5)")
+    parser.add_argument("--busy", type=float, default=10, help="seconds of the busy worker's task (default 10)")
     args = parser.parse_args(argv)
     if args.workers:
         harness.stop_on_sigterm()

@@ -170,7 +170,7 @@ def test_v1_serves_from_blue(host):
     assert fetch(host, V1_STYLESHEET[0]) == ("200", V1_CSS)
 
 
-def test_v2_with_strategy_auto_switches_to_green_without_a_window_or_a_failed_request(host):
+def test_v2_with_strategy_auto_switches_to_green_without_a_window_or_a_failed_request(host, capsys):
     # Also the upgrade of a server deployed on ports: v2 goes out with the default settings, unix sockets.
     (result, report), sent = queuing_tasks(
         host, lambda: under_load(host, lambda: demo_playbook("deploy.yml", "v2", "-e", "greenlight_strategy=auto"))
@@ -179,7 +179,12 @@ def test_v2_with_strategy_auto_switches_to_green_without_a_window_or_a_failed_re
     # Tasks queued all through the switch ran exactly once each: the old colour's worker ran those it took
     # before it drained, the new colour's worker the rest.
     runs = assert_each_task_ran_once(host, sent)
-    print(f"tasks queued across the switch: {sent}, run by {sorted(set(sum(runs.values(), [])))}")
+    with capsys.disabled():  # the numbers go to the scenario's log, also when the test passes
+        print(
+            f"\nv1 -> v2 under load: {report['requests']} requests, {report['failed']} failed; {sent} tasks queued "
+            f"across the switch, {len(runs)} run, {sum(len(v) > 1 for v in runs.values())} run twice, by "
+            f"{sorted(set(sum(runs.values(), [])))}"
+        )
     assert {versions[0] for versions in runs.values()} == {"v1", "v2"}
     assert summary()["strategy"] == ("no downtime window: the serving release survives every pending migration"), (
         summary()
