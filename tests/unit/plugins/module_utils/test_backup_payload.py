@@ -121,20 +121,25 @@ def titles(path):
         connection.close()
 
 
-def test_sqlite_dump_then_restore_brings_back_exactly_the_backed_up_rows(tmp_path, monkeypatch):
+def sqlite_backup(tmp_path, monkeypatch, database) -> dict:
+    """sqlite_dump of `database` into tmp_path/backups, from a release directory, under the module's umask."""
     release = tmp_path / "rel-1"
     release.mkdir()
     monkeypatch.chdir(release)
     backups = tmp_path / "backups"
     backups.mkdir()
-    database = tmp_path / "db.sqlite3"
-    sqlite_database(database, ["a", "b"])
     args = SimpleNamespace(app_name="demo", dir=str(backups), lock_wait_timeout=5.0)
     old_umask = os.umask(0o077)
     try:
-        dumped = payload.sqlite_dump(args, {"NAME": str(database)})
+        return payload.sqlite_dump(args, {"NAME": str(database)})
     finally:
         os.umask(old_umask)
+
+
+def test_sqlite_dump_then_restore_brings_back_exactly_the_backed_up_rows(tmp_path, monkeypatch):
+    backups, database = tmp_path / "backups", tmp_path / "db.sqlite3"
+    sqlite_database(database, ["a", "b"])
+    dumped = sqlite_backup(tmp_path, monkeypatch, database)
     assert dumped["engine"] == "sqlite" and dumped["database"] == str(database)
     assert os.listdir(backups) == [os.path.basename(dumped["file"])]  # no .partial left
     assert stat.S_IMODE(os.stat(dumped["file"]).st_mode) == 0o600
@@ -152,18 +157,8 @@ def test_sqlite_dump_then_restore_brings_back_exactly_the_backed_up_rows(tmp_pat
 def test_a_sqlite_database_not_created_yet_backs_up_as_an_empty_one_that_restores_to_no_tables(tmp_path, monkeypatch):
     """A first deploy on SQLite: the file appears at the first migrate. The backup taken before it is an empty
     database, and restoring it after a failed migrate leaves no table behind."""
-    release = tmp_path / "rel-1"
-    release.mkdir()
-    monkeypatch.chdir(release)
-    backups = tmp_path / "backups"
-    backups.mkdir()
     database = tmp_path / "db.sqlite3"
-    args = SimpleNamespace(app_name="demo", dir=str(backups), lock_wait_timeout=5.0)
-    old_umask = os.umask(0o077)
-    try:
-        dumped = payload.sqlite_dump(args, {"NAME": str(database)})
-    finally:
-        os.umask(old_umask)
+    dumped = sqlite_backup(tmp_path, monkeypatch, database)
     assert dumped["empty_database"] is True and not database.exists()
     assert stat.S_IMODE(os.stat(dumped["file"]).st_mode) == 0o600
     sqlite_database(database, ["half", "migrated"])
