@@ -154,39 +154,39 @@ class Postgres:
 @pytest.fixture(scope="session")
 def postgres(docker_network):
     name = f"greenlight-pytest-pg-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [
-            *["docker", "run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::5432", "--network", docker_network],
-            *[base_image(), "bash", "-c", _PG_BOOT],
-        ],
-        check=True,
-        capture_output=True,
-    )
     try:
-        ready = False
-        for _attempt in range(120):  # bounded: at most about 60 s
-            probe = subprocess.run(
-                ["docker", "exec", "-u", "postgres", name, "pg_isready", "-q"], capture_output=True, check=False
-            )
-            if probe.returncode == 0:
-                ready = True
-                break
-            time.sleep(0.5)
-        if not ready:
-            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
-            pytest.fail(f"PostgreSQL did not start in its container:\n{logs.stdout}{logs.stderr}")
-        port_info = subprocess.run(
-            ["docker", "inspect", "-f", "{{json .NetworkSettings.Ports}}", name],
-            check=True,
-            capture_output=True,
-            text=True,
+        port = _start_database_server(
+            name, docker_network, _PG_BOOT, 5432, ["docker", "exec", "-u", "postgres", name, "pg_isready", "-q"]
         )
-        port = int(json.loads(port_info.stdout)["5432/tcp"][0]["HostPort"])
         server = Postgres(name, "127.0.0.1", port, "greenlight", secrets.token_hex(12))
         server.psql(f"CREATE ROLE {server.user} LOGIN CREATEDB PASSWORD '{server.password}'")
         yield server
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def _start_database_server(name: str, network: str, boot: str, port: int, probe: list[str]) -> int:
+    """Start container `name` of the base image running `boot` (a database server in the foreground), published
+    on 127.0.0.1 only and on `network`; wait (bounded) until `probe` succeeds; return the published port."""
+    subprocess.run(
+        [
+            *["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1::{port}", "--network", network],
+            *[base_image(), "bash", "-c", boot],
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for _attempt in range(120):  # bounded: at most about 60 s
+        if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+            break
+        time.sleep(0.5)
+    else:
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
+        pytest.fail(f"The database server did not start in its container {name}:\n{logs.stdout}{logs.stderr}")
+    port_info = subprocess.run(
+        ["docker", "inspect", "-f", "{{json .NetworkSettings.Ports}}", name], check=True, capture_output=True, text=True
+    )
+    return int(json.loads(port_info.stdout)[f"{port}/tcp"][0]["HostPort"])
 
 
 _MARIADB_BOOT = r"""
@@ -225,32 +225,10 @@ class MariaDB:
 @pytest.fixture(scope="session")
 def mariadb(docker_network):
     name = f"greenlight-pytest-mariadb-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [
-            *["docker", "run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::3306", "--network", docker_network],
-            *[base_image(), "bash", "-c", _MARIADB_BOOT],
-        ],
-        check=True,
-        capture_output=True,
-    )
     try:
-        ready = False
-        for _attempt in range(120):  # bounded: at most about 60 s
-            probe = subprocess.run(["docker", "exec", name, "mariadb-admin", "ping"], capture_output=True, check=False)
-            if probe.returncode == 0:
-                ready = True
-                break
-            time.sleep(0.5)
-        if not ready:
-            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
-            pytest.fail(f"MariaDB did not start in its container:\n{logs.stdout}{logs.stderr}")
-        port_info = subprocess.run(
-            ["docker", "inspect", "-f", "{{json .NetworkSettings.Ports}}", name],
-            check=True,
-            capture_output=True,
-            text=True,
+        port = _start_database_server(
+            name, docker_network, _MARIADB_BOOT, 3306, ["docker", "exec", name, "mariadb-admin", "ping"]
         )
-        port = int(json.loads(port_info.stdout)["3306/tcp"][0]["HostPort"])
         server = MariaDB(name, "127.0.0.1", port, "greenlight", secrets.token_hex(12))
         server.sql(
             f"CREATE USER '{server.user}'@'%' IDENTIFIED BY '{server.password}'; "
