@@ -40,6 +40,9 @@ until the tables' data and indexes reach ``--size-mb`` MB. In every round:
 * ``mysqldump --single-transaction``: a plain dump of the database as the
   application's database user, over TCP, the password in an option file (mode
   0600) - the baseline;
+* ``mysqldump, then fsync of the file``: the same, then ``sync`` of the dump
+  (pg_dump syncs its file by itself, and so does the role's step, mysqldump
+  not): what a durable plain dump costs;
 * ``role: dump step``: the payload as above (Django settings, an option file
   of its own, ``mysqldump --single-transaction`` with the role's options, the
   check of the dump's completion line);
@@ -413,30 +416,37 @@ def fill_mariadb(container: Container, size_mb: int) -> tuple[int, int]:
     return size, int(container.mariadb("SELECT COUNT(*) FROM notes_note"))
 
 
-def plain_mysqldump(container: Container) -> list[str]:
+SYNCED = "mysqldump, then fsync of the file"
+
+
+def plain_mysqldump(container: Container) -> tuple[list[str], list[str]]:
     """The baseline on MariaDB: mysqldump --single-transaction as the application's user, the connection in an
-    option file of mode 0600."""
+    option file of mode 0600; and the same followed by an fsync of the dump (which pg_dump does by itself, and the
+    role's step too, mysqldump not)."""
     client = f'[client]\nhost=127.0.0.1\nport=3306\nuser={DB_USER}\npassword="{DB_PASSWORD}"\n'
     write = ["docker", "exec", "-i", container.name, "sh", "-c", f"umask 077 && cat > {MARIADB_CLIENT_FILE}"]
     completed = subprocess.run(write, input=client, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise BenchError(f"could not write the client's option file: {completed.stderr[-2000:]}")
-    return container.exec(
+    dump = (
         "mysqldump",
         f"--defaults-extra-file={MARIADB_CLIENT_FILE}",
         "--single-transaction",
         "--result-file=/var/tmp/plain.dump",
         "demo",
     )
+    synced = container.exec("sh", "-c", f"{' '.join(dump)} && sync /var/tmp/plain.dump")
+    return container.exec(*dump), synced
 
 
 def measure(container: Container, ansible: Ansible, rounds: int, engine: str) -> tuple[dict[str, list[float]], int]:
     """Times of each command in every round, and the size of the plain dump."""
     baseline = baseline_name(engine)
-    plain = (
-        plain_mysqldump(container)
-        if engine == "mariadb"
-        else container.exec(
+    synced = None
+    if engine == "mariadb":
+        plain, synced = plain_mysqldump(container)
+    else:
+        plain = container.exec(
             "pg_dump",
             "--format=custom",
             "--no-owner",
@@ -449,7 +459,6 @@ def measure(container: Container, ansible: Ansible, rounds: int, engine: str) ->
             "demo",
             env={"PGPASSWORD": DB_PASSWORD},
         )
-    )
     # The module's payload as db_backup starts it: the release's interpreter in the release, the application's
     # environment (shared/.env), the options as JSON in the environment, the source on standard input.
     run(["docker", "cp", str(PAYLOAD), f"{container.name}:{PAYLOAD_IN_CONTAINER}"])
@@ -468,6 +477,8 @@ def measure(container: Container, ansible: Ansible, rounds: int, engine: str) ->
         baseline: plain,
         "role: dump step": step,
     }
+    if synced:
+        commands[SYNCED] = synced
     times: dict[str, list[float]] = {name: [] for name in commands}
     dump_size = 0
     for number in range(rounds):
@@ -594,6 +605,7 @@ def report_mariadb(
     base = medians[baseline]
     step_ratio = medians["role: dump step"] / base
     playbook_ratio = medians["role: playbook, always"] / base
+    synced_ratio = medians["role: dump step"] / medians[SYNCED]
     saved = medians["role: playbook, always"] - medians["role: playbook, nothing pending"]
     command = "python bench/bench_backup.py --engine mariadb" + (" --smoke" if args.smoke else "")
     if not args.smoke and args.size_mb != 200:
@@ -626,7 +638,9 @@ def report_mariadb(
         "`mysqldump --single-transaction` of the database as the application's user (the password in an option "
         "file); the step adds Django reading its settings, an option file of its own, the role's options "
         "(`--routines --triggers --hex-blob --no-tablespaces --default-character-set=utf8mb4`) and the read of the "
-        "dump for its completion line and its tables.",
+        "dump for its completion line and its tables, and an fsync of the dump before it is published (pg_dump "
+        "syncs its file by itself, mysqldump does not): "
+        f"`{SYNCED}` takes {medians[SYNCED]:.2f} s, and dump step / that = {synced_ratio:.3f}.",
         f"- whole playbook (`backup_when: always`) / `{baseline}` = {playbook_ratio:.3f}: Ansible's tasks around the "
         f"dump (checks, keep-N) add {medians['role: playbook, always'] - medians['role: dump step']:.1f} s, a "
         "constant that does not grow with the database.",
