@@ -525,8 +525,8 @@ def workers_report(steps: list[tuple[str, Step]], args) -> str:
         "span from the first request that did not get a 200 to the next one that did. The busy worker's task is "
         "checked to have finished exactly once.",
         "",
-        "| simple deploy v1 -> v2 | window seen by the probe | window in the summary | the task in hand had left "
-        "when the site went down | wall |",
+        "| simple deploy v1 -> v2 | window seen by the probe | window in the summary | end of the task in hand, "
+        "from when the site went down (negative: before) | wall |",
         "| --- | --- | --- | --- | --- |",
     ]
     for kind, step in steps:
