@@ -45,13 +45,13 @@ next() {
   ) 9> "$logs/queue.lock"
 }
 
-# Molecule's step lines ("scenario ➜ converge: Executing") get the time of day in front, so that a log shows
-# how long each step took.
+# Molecule's step lines ("scenario ➜ converge: Executing", or "[scenario > converge] Executing" without
+# colours) get the time of day in front, so that a log shows how long each step took.
 stamp() {
   local line
   while IFS= read -r line || [ -n "$line" ]; do
     case "$line" in
-      *"➜"*) printf '[%(%H:%M:%S)T] %s\n' -1 "$line" ;;
+      *"➜"* | *"["*" > "*"] Execut"*) printf '[%(%H:%M:%S)T] %s\n' -1 "$line" ;;
       *) printf '%s\n' "$line" ;;
     esac
   done
