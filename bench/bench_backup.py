@@ -540,6 +540,26 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs (`nproc`), {cpu}; {platform.platform()}"
 
 
+def timing_table(times: dict[str, list[float]], baseline: str) -> list[str]:
+    """The markdown table of every measured command: median, ratio to `baseline`, every round."""
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    lines = [f"| what | median (s) | vs `{baseline}` | all rounds (s) |", "|---|---|---|---|"]
+    for name, values in times.items():
+        rounds = ", ".join(f"{value:.2f}" for value in values)
+        lines.append(f"| `{name}` | {medians[name]:.2f} | {medians[name] / medians[baseline]:.2f}x | {rounds} |")
+    return lines
+
+
+def pending_saving(medians: dict[str, float]) -> str:
+    """What `backup_when: pending` saves when nothing is pending."""
+    always, pending = medians["role: playbook, always"], medians["role: playbook, nothing pending"]
+    saved = always - pending
+    return (
+        f"- `backup_when: pending` with nothing pending: {pending:.2f} s instead of {always:.2f} s, {saved:.2f} s "
+        f"saved ({saved / always * 100:.0f} % of the backup run)."
+    )
+
+
 def report(
     times: dict[str, list[float]], size: int, rows: int, dump_size: int, versions: str, args, checks: tuple
 ) -> str:
@@ -547,7 +567,6 @@ def report(
     base = medians["pg_dump -Fc"]
     step_ratio = medians["role: dump step"] / base
     playbook_ratio = medians["role: playbook, always"] / base
-    saved = medians["role: playbook, always"] - medians["role: playbook, nothing pending"]
     lines = [
         SECTION,
         "",
@@ -557,15 +576,8 @@ def report(
         f"rounds, wall clock from the controller (each command through `docker exec` or `ansible-playbook` over "
         f"the docker connection). Command: `python bench/bench_backup.py{' --smoke' if args.smoke else ''}`.",
         "",
-        "| what | median (s) | vs `pg_dump -Fc` | all rounds (s) |",
-        "|---|---|---|---|",
+        *timing_table(times, "pg_dump -Fc"),
     ]
-    for name, values in times.items():
-        lines.append(
-            f"| `{name}` | {medians[name]:.2f} | {medians[name] / base:.2f}x | "
-            + ", ".join(f"{value:.2f}" for value in values)
-            + " |"
-        )
     verdict = "met" if step_ratio <= TARGET_RATIO else "missed"
     lines += [
         "",
@@ -575,9 +587,7 @@ def report(
         f"dump (checks, keep-N; a remote task costs about 0.4 s over the docker connection) add "
         f"{medians['role: playbook, always'] - medians['role: dump step']:.1f} s, a constant that does not grow with "
         "the database.",
-        f"- `backup_when: pending` with nothing pending: {medians['role: playbook, nothing pending']:.2f} s instead "
-        f"of {medians['role: playbook, always']:.2f} s, {saved:.2f} s saved "
-        f"({saved / medians['role: playbook, always'] * 100:.0f} % of the backup run).",
+        pending_saving(medians),
     ]
     check_times, check = checks
     on, off = (statistics.median(check_times[name]) for name in ("data checks on", "data checks off"))
@@ -606,7 +616,6 @@ def report_mariadb(
     step_ratio = medians["role: dump step"] / base
     playbook_ratio = medians["role: playbook, always"] / base
     synced_ratio = medians["role: dump step"] / medians[SYNCED]
-    saved = medians["role: playbook, always"] - medians["role: playbook, nothing pending"]
     command = "python bench/bench_backup.py --engine mariadb" + (" --smoke" if args.smoke else "")
     if not args.smoke and args.size_mb != 200:
         command += f" --size-mb {args.size_mb}"
@@ -622,15 +631,8 @@ def report_mariadb(
         "interleaved rounds, wall clock from the controller (each command through `docker exec` or "
         f"`ansible-playbook` over the docker connection). Command: `{command}`.",
         "",
-        f"| what | median (s) | vs `{baseline}` | all rounds (s) |",
-        "|---|---|---|---|",
+        *timing_table(times, baseline),
     ]
-    for name, values in times.items():
-        lines.append(
-            f"| `{name}` | {medians[name]:.2f} | {medians[name] / base:.2f}x | "
-            + ", ".join(f"{value:.2f}" for value in values)
-            + " |"
-        )
     verdict = "met" if step_ratio <= TARGET_RATIO else "missed"
     lines += [
         "",
@@ -644,9 +646,7 @@ def report_mariadb(
         f"- whole playbook (`backup_when: always`) / `{baseline}` = {playbook_ratio:.3f}: Ansible's tasks around the "
         f"dump (checks, keep-N) add {medians['role: playbook, always'] - medians['role: dump step']:.1f} s, a "
         "constant that does not grow with the database.",
-        f"- `backup_when: pending` with nothing pending: {medians['role: playbook, nothing pending']:.2f} s instead "
-        f"of {medians['role: playbook, always']:.2f} s, {saved:.2f} s saved "
-        f"({saved / medians['role: playbook, always'] * 100:.0f} % of the backup run).",
+        pending_saving(medians),
         "",
     ]
     return "\n".join(lines)
