@@ -14,7 +14,7 @@ molecule="${MOLECULE:-molecule}"
 logs="${MOLECULE_LOG_DIR:-build/molecule}"
 # Heaviest first (minutes, measured on two cores); a scenario not listed runs after these.
 # mariadb: 214 s and 273 s in two runs on two cores shared with other runs (molecule test -s mariadb, the first deploy building mysqlclient).
-order=(faults deploy blue_green release multi_host workers mariadb migrate backup awx harness)
+order=(faults deploy blue_green release multi_host workers mariadb migrate backup databases awx harness)
 
 if [ "$#" -eq 0 ]; then
   echo "usage: $0 SCENARIO..." >&2

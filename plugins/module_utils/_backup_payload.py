@@ -261,7 +261,14 @@ def backup_prefix(args) -> str:
     return f"{args.app_name}-{os.path.basename(os.getcwd())}"
 
 
-def new_backup_path(directory: str, prefix: str, extension: str) -> str:
+def alias_suffix(alias: str) -> str:
+    """What a backup of an alias other than default carries before its extension: several databases of one
+    release and one second get a file each, and each alias is rotated on its own."""
+    return "" if alias in ("", "default") else f"@{alias}"
+
+
+def new_backup_path(directory: str, prefix: str, extension: str, alias: str = "default") -> str:
+    extension = alias_suffix(alias) + extension
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = os.path.join(directory, f"{prefix}-{stamp}{extension}")
     if os.path.exists(path) or os.path.exists(path + ".partial"):
@@ -301,7 +308,9 @@ def pg_dump(args, settings_dict: dict) -> dict:
     entry = account(args.run_as)
     env = libpq_environment(settings_dict, entry)
     secrets = secret_values(settings_dict)
-    final = new_backup_path(args.dir, backup_prefix(args), EXTENSIONS["postgresql"])
+    final = new_backup_path(
+        args.dir, backup_prefix(args), EXTENSIONS["postgresql"], getattr(args, "database", "default")
+    )
     partial = final + ".partial"
     command = [
         client(args.pg_bin_dir, "pg_dump"),
@@ -613,7 +622,7 @@ def mysql_dump(args, settings_dict: dict) -> dict:
     entry = account(args.run_as)
     secrets = secret_values(settings_dict)
     options = MysqlOptions(settings_dict, entry)
-    final = new_backup_path(args.dir, backup_prefix(args), EXTENSIONS["mysql"])
+    final = new_backup_path(args.dir, backup_prefix(args), EXTENSIONS["mysql"], getattr(args, "database", "default"))
     partial = final + ".partial"
     started = time.monotonic()
     try:
@@ -801,7 +810,7 @@ def sqlite_dump(args, settings_dict: dict) -> dict:
         )
     if not empty and not os.path.isfile(source_path):
         raise BackupError(f"the SQLite database {source_path} is not a file")
-    final = new_backup_path(args.dir, backup_prefix(args), EXTENSIONS["sqlite"])
+    final = new_backup_path(args.dir, backup_prefix(args), EXTENSIONS["sqlite"], getattr(args, "database", "default"))
     partial = final + ".partial"
     started = time.monotonic()
     os.close(create_private_file(partial))

@@ -33,6 +33,7 @@ imports this file (to ship it) and has no Django.
 """
 
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -1687,6 +1688,7 @@ def inspect_project(options):
         "database": {"alias": alias, "vendor": connection.vendor},
         "warnings": warnings,
     }
+    result["databases"] = routed_databases(alias)
     ctx = Context(connection, alias, router)
     ctx.data.update(
         enabled=options.get("data_checks", True) is not False,
@@ -1709,6 +1711,77 @@ def inspect_project(options):
                 cursor.execute("SET SESSION TRANSACTION READ ONLY")
         _collect(result, connection, ctx, options)
     return result
+
+
+def routed_databases(inspected):
+    """Every alias of DATABASES, in its order, and whether the project migrates it.
+
+    Without DATABASE_ROUTERS Django migrates ``default`` only (``migrate`` without ``--database``): the other
+    aliases (a replica, a legacy database read with raw SQL) are left alone. With routers, an alias is migrated
+    when they allow the migrations of at least one model of an app that has migrations on it; an alias they
+    allow nothing on (a read replica) is left alone. No connection is opened here.
+    """
+    from django.apps import apps
+    from django.conf import settings
+    from django.db import connections, router
+
+    routers = list(getattr(settings, "DATABASE_ROUTERS", None) or [])
+    migrated_apps = [
+        config for config in apps.get_app_configs() if _has_migrations(config) and list(config.get_models())
+    ]
+    found = []
+    for alias in settings.DATABASES:
+        try:
+            vendor = connections[alias].vendor
+        except Exception:  # pylint: disable=broad-except  # a backend that does not import: said below
+            vendor = ""
+        if not routers:
+            labels = sorted(config.label for config in migrated_apps) if alias == "default" else []
+            why = (
+                "Django migrates default when the project has no DATABASE_ROUTERS"
+                if alias == "default"
+                else "no DATABASE_ROUTERS entry sends migrations to it"
+            )
+        else:
+            labels = sorted(
+                config.label
+                for config in migrated_apps
+                if any(_model_allowed(router, alias, model) for model in config.get_models(include_auto_created=True))
+            )
+            why = (
+                "the routers allow the migrations of " + ", ".join(labels)
+                if labels
+                else "the routers allow no migration on it (a replica, or a database the project only reads)"
+            )
+        found.append(
+            {
+                "alias": alias,
+                "vendor": vendor,
+                "migrated": bool(labels) or alias == inspected,
+                "apps": labels,
+                "why": why,
+            }
+        )
+    return found
+
+
+def _has_migrations(config):
+    from django.db.migrations.loader import MigrationLoader
+
+    module_name, _explicit = MigrationLoader.migrations_module(config.label)
+    if module_name is None:  # MIGRATION_MODULES maps the app to None
+        return False
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _model_allowed(router, alias, model):
+    try:
+        return bool(router.allow_migrate_model(alias, model))
+    except Exception:  # pylint: disable=broad-except  # a router that fails is Django's to report at migrate
+        return True
 
 
 def _collect(result, connection, ctx, options):

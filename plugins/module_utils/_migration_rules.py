@@ -1106,6 +1106,7 @@ def build_result(report, include_sql=False):
         "after_switch": after,
         "django_version": report.get("django_version"),
         "database": dict(report.get("database") or {}),
+        "databases": list(report.get("databases") or []),
         "ledger": dict(report.get("ledger") or {"exists": False}),
         "applied_outside_deploy": list(report.get("applied_outside_deploy") or []),
         "changed_since_applied": list(report.get("changed_since_applied") or []),

@@ -83,6 +83,8 @@ options:
       - With O(state=dumped), once the new backup is written, keep the O(keep) newest backups of O(app_name) in
         O(dir) (C(<app_name>-*.dump), C(<app_name>-*.sql) and C(<app_name>-*.sqlite3), by modification time,
         the new one included) and remove the others, in the same call. V(0) removes none.
+      - The backup of an alias other than C(default) carries it before the extension
+        (C(<app_name>-<release>-<time>@audit.dump)); each alias keeps its own O(keep) newest.
     type: int
     default: 0
   verify_restore:
@@ -414,13 +416,17 @@ def outcome(report, state, project_path, alias):
     return result
 
 
-def rotate(directory, app_name, keep):
-    """Remove all but the keep newest backups of app_name in directory; the paths removed."""
-    patterns = tuple(f"{app_name}-*{extension}" for extension in EXTENSIONS)
+def rotate(directory, app_name, keep, alias="default"):
+    """Remove all but the keep newest backups of app_name's database alias in directory; the paths removed."""
+    suffix = "" if alias in ("", "default") else f"@{alias}"
+    patterns = tuple(f"{app_name}-*{suffix}{extension}" for extension in EXTENSIONS)
     found = [
         entry
         for entry in os.scandir(directory)
-        if entry.is_file(follow_symlinks=False) and any(fnmatch.fnmatchcase(entry.name, p) for p in patterns)
+        if entry.is_file(follow_symlinks=False)
+        and any(fnmatch.fnmatchcase(entry.name, p) for p in patterns)
+        # default's backups carry no alias; another alias's are not default's
+        and (suffix or "@" not in entry.name)
     ]
     found.sort(key=lambda entry: entry.stat(follow_symlinks=False).st_mtime, reverse=True)
     removed = []
@@ -512,7 +518,7 @@ def main():
     result = outcome(report, state, project_path, alias)
     if state == "dumped" and params["keep"] > 0:
         try:
-            result["removed"] = rotate(params["dir"], params["app_name"], params["keep"])
+            result["removed"] = rotate(params["dir"], params["app_name"], params["keep"], params["database"])
         except OSError as exc:
             module.fail_json(
                 msg=f"{result['msg']}, but the older backups could not be removed: {exc}. Check dir.", **result

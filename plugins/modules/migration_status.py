@@ -592,6 +592,37 @@ database:
       description: Django's vendor name of the backend.
       type: str
       sample: postgresql
+databases:
+  description:
+    - Every alias of C(DATABASES), in its order, and whether the project migrates it. Without
+      C(DATABASE_ROUTERS) Django migrates C(default) only; with routers an alias is migrated when they allow the
+      migrations of at least one model on it. An alias they allow nothing on (a read replica) is left alone.
+    - Only O(database) is inspected; inspect each migrated alias with its own call.
+  returned: success, and failures caused by O(fail_on)
+  type: list
+  elements: dict
+  contains:
+    alias:
+      description: Alias in C(DATABASES).
+      type: str
+      sample: audit
+    vendor:
+      description: Django's vendor name of its backend (empty when the backend does not import).
+      type: str
+      sample: postgresql
+    migrated:
+      description: Whether migrations are applied to it (always true for O(database)).
+      type: bool
+      sample: true
+    apps:
+      description: The apps whose migrations the routers allow on it.
+      type: list
+      elements: str
+      sample: [audit]
+    why:
+      description: Why it is migrated or left alone, in words.
+      type: str
+      sample: the routers allow no migration on it (a replica, or a database the project only reads)
 ledger:
   description: The migration ledger of greenlight.django in this database (see the notes).
   returned: success, and failures caused by O(fail_on)

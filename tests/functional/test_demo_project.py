@@ -34,9 +34,24 @@ LEGACY_PINS = {
 }
 # The src layout variant: v2's code moved under src/, no manage.py, its requirements in pyproject.toml and uv.lock.
 SRC = "srclayout"
-ALL_VERSIONS = [*VERSIONS, LEGACY, SRC]
+# Several databases: v2 plus an app audit routed to the alias audit (demo.routers.Router), then a version whose
+# second database's migration fails.
+MULTIDB = ["multidb", "multidb2"]
+ALL_VERSIONS = [*VERSIONS, LEGACY, *MULTIDB, SRC]
 OVERLAY_VERSIONS = ALL_VERSIONS[1:]
-PARENTS = {"v1": None, "v2": "v1", "v3": "v2", "v4": "v2", "v5": "v2", "v6": "v2", "v7": "v6", LEGACY: "v2", SRC: "v2"}
+PARENTS = {
+    "v1": None,
+    "v2": "v1",
+    "v3": "v2",
+    "v4": "v2",
+    "v5": "v2",
+    "v6": "v2",
+    "v7": "v6",
+    LEGACY: "v2",
+    "multidb": "v2",
+    "multidb2": "multidb",
+    SRC: "v2",
+}
 SOURCE_TREE = REPO / "roles" / "code_sync" / "files" / "source_tree.py"
 UNMIGRATED_MODEL_CHANGES = {"v3"}  # makemigrations --check must find changes only here
 DATABASES = ["sqlite", "postgresql"]
@@ -520,3 +535,89 @@ def test_src_layout_runs_as_python_m_django(python, built, database_url, databas
     env.pop("PYTHONPATH")
     missing = subprocess.run([*django, "check"], cwd=project, env=env, capture_output=True, text=True, check=False)
     assert missing.returncode != 0 and "No module named 'demo'" in missing.stderr, output(missing)
+
+
+# --------------------------------------------------------------------------- several databases
+
+
+MODULE = REPO / "plugins" / "modules" / "migration_status.py"
+
+
+def migration_status(python: Path, project: Path, env: dict[str, str], database: str, tmp_path: Path) -> dict:
+    """greenlight.django.migration_status run the way Ansible runs it (JSON arguments file)."""
+    args = {
+        "project_path": str(project),
+        "python": str(python),
+        "database": database,
+        "environment": {key: value for key, value in env.items() if key.startswith(("DJANGO_", "DATABASE_URL"))},
+        "fail_on": ["conflicts"],
+    }
+    args_file = tmp_path / f"args-{database}.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    module_env = dict(os.environ, PYTHONPATH=str(REPO / "build" / "collections"), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(
+        [sys.executable, str(MODULE), str(args_file)],
+        capture_output=True,
+        text=True,
+        env=module_env,
+        timeout=300,
+        check=False,
+    )
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0, result
+    return result
+
+
+def test_several_databases_each_alias_gets_what_the_router_sends_it(python, built, tmp_path):
+    """multidb on three SQLite aliases: migrate per alias puts the audit table only in audit, nothing in replica;
+    migration_status says which aliases the project migrates and why, and what each one misses."""
+    files = {alias: tmp_path / f"{alias}.sqlite3" for alias in ("default", "audit", "replica")}
+    env = django_env(
+        f"sqlite:///{files['default']}",
+        DJANGO_DATABASES="audit,replica",
+        DATABASE_URL_AUDIT=f"sqlite:///{files['audit']}",
+        DATABASE_URL_REPLICA=f"sqlite:///{files['replica']}",
+    )
+    project = built("multidb")
+    for name in files:
+        files[name].touch()
+    before = migration_status(python, project, env, "audit", tmp_path)
+    by_alias = {entry["alias"]: entry for entry in before["databases"]}
+    assert list(by_alias) == ["default", "audit", "replica"]
+    assert by_alias["default"]["migrated"] and "notes" in by_alias["default"]["apps"]
+    assert by_alias["audit"]["migrated"] and by_alias["audit"]["apps"] == ["audit"]
+    assert not by_alias["replica"]["migrated"] and by_alias["replica"]["apps"] == []
+    assert "replica" in by_alias["replica"]["why"]
+    assert "audit.0001_initial" in before["plan"]
+
+    for alias in ("default", "audit"):
+        migrated = manage(python, project, "migrate", "--noinput", "--database", alias, env=env)
+        assert migrated.returncode == 0, output(migrated)
+    tables = {
+        alias: subprocess.run(
+            ["sqlite3", str(path), ".tables"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for alias, path in files.items()
+    }
+    assert "audit_event" in tables["audit"] and "notes_note" not in tables["audit"]
+    assert "notes_note" in tables["default"] and "audit_event" not in tables["default"]
+    assert tables["replica"] == []
+    after = migration_status(python, project, env, "audit", tmp_path)
+    assert after["plan"] == []
+
+    # multidb2 adds a migration to each database; its audit one fails on audit only (RunPython skips default).
+    upgraded = built("multidb2")
+    default_plan = migration_status(python, upgraded, env, "default", tmp_path)["plan"]
+    assert sorted(default_plan) == ["audit.0002_event_source", "notes.0004_note_audited"]
+    assert manage(python, upgraded, "migrate", "--noinput", env=env).returncode == 0
+    failed = manage(python, upgraded, "migrate", "--noinput", "--database", "audit", env=env)
+    assert failed.returncode != 0 and "the audit backfill failed" in failed.stderr
+
+
+def test_without_routers_only_default_is_migrated(python, built, tmp_path):
+    """The single-database versions: every other alias of DATABASES would be left alone (none here)."""
+    env = django_env(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    (tmp_path / "db.sqlite3").touch()
+    result = migration_status(python, built("v2"), env, "default", tmp_path)
+    assert [(entry["alias"], entry["migrated"]) for entry in result["databases"]] == [("default", True)]
+    assert "no DATABASE_ROUTERS" in result["databases"][0]["why"]

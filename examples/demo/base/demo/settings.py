@@ -5,6 +5,9 @@ DJANGO_DEBUG                 1/true/yes/on to enable debug mode (default: off)
 DATABASE_URL                 postgres://user:pass@host:port/name, mysql://user:pass@host:port/name
                              (MySQL/MariaDB, with mysqlclient installed) or sqlite:////abs/path.sqlite3
                              (default: SQLite file db.sqlite3 next to manage.py)
+DJANGO_DATABASES             further aliases of DATABASES, comma separated (several databases), each read
+                             from DATABASE_URL_<ALIAS>; demo.routers.Router then sends the audit app (the
+                             multidb versions) to the alias audit and no migration to any other (a replica)
 DJANGO_ALLOWED_HOSTS         comma separated (default: localhost,127.0.0.1)
 DJANGO_CSRF_TRUSTED_ORIGINS  comma separated, e.g. https://demo.example.com (default: none)
 DJANGO_STATIC_ROOT           where collectstatic writes (default: <project>/static)
@@ -85,6 +88,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "notes",
 ]
+if (BASE_DIR / "audit").is_dir():  # the multidb versions: what happens to notes, in a database of its own
+    INSTALLED_APPS.append("audit")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -116,6 +121,13 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": parse_database_url(os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+for _alias in env_list("DJANGO_DATABASES"):
+    _url = os.environ.get(f"DATABASE_URL_{_alias.upper()}", "")
+    if not _url:
+        raise ImproperlyConfigured(f"DJANGO_DATABASES names {_alias}: set DATABASE_URL_{_alias.upper()} too")
+    DATABASES[_alias] = parse_database_url(_url)
+if len(DATABASES) > 1:
+    DATABASE_ROUTERS = ["demo.routers.Router"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

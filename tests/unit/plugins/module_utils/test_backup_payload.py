@@ -105,6 +105,14 @@ def test_a_new_backup_is_named_after_app_release_and_time_and_never_overwrites(t
     assert second != first and second.endswith(f"-{os.getpid()}.dump")
 
 
+def test_the_backup_of_another_alias_carries_it_before_the_extension(tmp_path):
+    """Several databases of one release backed up in one second get a file each."""
+    default = payload.new_backup_path(str(tmp_path), "demo-r1", ".dump", "default")
+    audit = payload.new_backup_path(str(tmp_path), "demo-r1", ".dump", "audit")
+    assert "@" not in default and default.endswith("Z.dump")
+    assert audit.endswith("Z@audit.dump") and audit[: -len("@audit.dump")] == default[: -len(".dump")]
+
+
 def sqlite_database(path, rows):
     connection = sqlite3.connect(path)
     connection.execute("CREATE TABLE IF NOT EXISTS note (id integer PRIMARY KEY, title text)")

@@ -718,6 +718,7 @@ def test_build_result_splits_the_plan_and_ignores_after_switch_for_compatibility
         "after_switch",
         "django_version",
         "database",
+        "databases",
         "ledger",
         "applied_outside_deploy",
         "changed_since_applied",

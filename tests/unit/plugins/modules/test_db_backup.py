@@ -337,3 +337,23 @@ def test_a_failure_masks_short_passwords_but_not_short_settings(app):
     assert "connection to 127.0.0.1 port 5432 failed for password ******** (********, ********)" in result["msg"]
     assert result["invocation"]["module_args"]["database_overrides"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
     assert "abc" not in json.dumps(result)
+
+
+def test_keep_rotates_each_alias_on_its_own(tmp_path):
+    """keep=1: the newest backup of default stays, and the newest of audit; another app's files are not touched."""
+    names = [
+        "demo-r1-20260101T000000Z.dump",
+        "demo-r1-20260101T000000Z@audit.dump",
+        "demo-r2-20260102T000000Z.dump",
+        "demo-r2-20260102T000000Z@audit.dump",
+        "shop-r1-20260101T000000Z.dump",
+    ]
+    for age, name in enumerate(names):
+        path = tmp_path / name
+        path.write_text(name)
+        os.utime(path, (1000 + age, 1000 + age))
+    removed = db_backup.rotate(str(tmp_path), "demo", 1)
+    assert [Path(path).name for path in removed] == ["demo-r1-20260101T000000Z.dump"]
+    removed = db_backup.rotate(str(tmp_path), "demo", 1, "audit")
+    assert [Path(path).name for path in removed] == ["demo-r1-20260101T000000Z@audit.dump"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[2:])
