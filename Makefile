@@ -94,8 +94,20 @@ MOLECULE_JOBS ?= 2
 molecule: setup
 	@MOLECULE=$(BIN)/molecule MOLECULE_JOBS=$(MOLECULE_JOBS) bash scripts/molecule-lanes.sh $(SCENARIOS)
 
+# The benchmarks' short runs, BENCH_JOBS at a time (default 2; BENCH_JOBS=1 runs them one after the other), the
+# longest first. Each has its own containers, temporary directory and log (build/bench/<name>.log) and a smoke run
+# writes no results, so two never share anything but the controller's wheel cache, which is safe for that; each
+# one's output is printed when it ends, with its time.
+BENCH_JOBS ?= 2
+BENCH_NAMES := $(patsubst bench/bench_%.py,%,$(sort $(wildcard bench/bench_*.py)))
+BENCH_LONGEST := deploy blue_green prepare scale backup
+BENCH_SMOKE := $(filter $(BENCH_NAMES),$(BENCH_LONGEST)) $(filter-out $(BENCH_LONGEST),$(BENCH_NAMES))
 bench-smoke: setup
-	@set -e; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "==> $$b --smoke"; $(BIN)/python $$b --smoke; done
+	@$(MAKE) --no-print-directory -j$(BENCH_JOBS) --output-sync=target $(addprefix bench-smoke-,$(BENCH_SMOKE))
+
+bench-smoke-%:
+	@start=$$SECONDS; echo "==> bench/bench_$*.py --smoke"; $(BIN)/python bench/bench_$*.py --smoke; rc=$$?; \
+	  echo "==> bench/bench_$*.py --smoke: exit $$rc after $$((SECONDS - start)) s"; exit $$rc
 
 # Every benchmark in full (long: about an hour); each rewrites its own section of bench/RESULTS.md.
 bench: setup

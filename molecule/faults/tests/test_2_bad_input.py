@@ -7,8 +7,10 @@ nginx's active colour, the maintenance flag, the lock; the environment file,
 the manage wrapper, the systemd units and the nginx site (sha256); what the
 site serves. Deploys of the release that already serves are used where the
 case allows it. The cases of the simple deploy (demo) and of the blue-green
-deploy (demo_bg) run at the same time, each application's cases in turn; each
-test then judges its case.
+deploy (demo_bg) run at the same time, each application's cases in turn; the
+snapshot after one case is the one before the next case of the same
+application (nothing else touches it meanwhile). Each test then judges its
+case.
 """
 
 from __future__ import annotations
@@ -211,13 +213,13 @@ def outcomes(git_source: Path, broken_lock_source: Path, bare_inventory: Path) -
 
     def track(app: App) -> dict[str, Outcome]:
         done = {}
+        before = snapshot(app)
         for case in (case for case in CASES if case.app is app):
             extra_vars = dict(case.extra_vars)
             if case.id == "missing-git-ref":
                 extra_vars["greenlight_source_dir"] = str(git_source)
             if case.id == "uv-lock-malformed":
                 extra_vars["greenlight_source_dir"] = str(broken_lock_source)
-            before = snapshot(app)
             result = run(
                 app,
                 "v1",
@@ -226,7 +228,9 @@ def outcomes(git_source: Path, broken_lock_source: Path, bare_inventory: Path) -
                 inventory=bare_inventory if case.bare_inventory else None,
                 extra_vars=extra_vars,
             )
-            done[case.id] = Outcome(result, before, snapshot(app))
+            after = snapshot(app)
+            done[case.id] = Outcome(result, before, after)
+            before = after
         return done
 
     with ThreadPoolExecutor(max_workers=2) as pool:
