@@ -36,7 +36,7 @@ LEGACY_PINS = {
 SRC = "srclayout"
 # Several databases: v2 plus an app audit routed to the alias audit (demo.routers.Router), then a version whose
 # second database's migration fails.
-MULTIDB = ["multidb", "multidb2"]
+MULTIDB = ["multidb", "multidb2", "multidb3"]
 ALL_VERSIONS = [*VERSIONS, LEGACY, *MULTIDB, SRC]
 OVERLAY_VERSIONS = ALL_VERSIONS[1:]
 PARENTS = {
@@ -50,6 +50,7 @@ PARENTS = {
     LEGACY: "v2",
     "multidb": "v2",
     "multidb2": "multidb",
+    "multidb3": "multidb2",
     SRC: "v2",
 }
 SOURCE_TREE = REPO / "roles" / "code_sync" / "files" / "source_tree.py"
@@ -605,13 +606,24 @@ def test_several_databases_each_alias_gets_what_the_router_sends_it(python, buil
     after = migration_status(python, project, env, "audit", tmp_path)
     assert after["plan"] == []
 
-    # multidb2 adds a migration to each database; its audit one fails on audit only (RunPython skips default).
+    # multidb2 adds a migration to each database; multidb3's audit one fails on audit only (RunPython skips it on
+    # default, where notes.0005 changes rows).
     upgraded = built("multidb2")
     default_plan = migration_status(python, upgraded, env, "default", tmp_path)["plan"]
     assert sorted(default_plan) == ["audit.0002_event_source", "notes.0004_note_audited"]
-    assert manage(python, upgraded, "migrate", "--noinput", env=env).returncode == 0
-    failed = manage(python, upgraded, "migrate", "--noinput", "--database", "audit", env=env)
+    failing = built("multidb3")
+    assert manage(python, failing, "migrate", "--noinput", env=env).returncode == 0
+    failed = manage(python, failing, "migrate", "--noinput", "--database", "audit", env=env)
     assert failed.returncode != 0 and "the audit backfill failed" in failed.stderr
+    assert (
+        "source"
+        in subprocess.run(
+            ["sqlite3", str(files["audit"]), "PRAGMA table_info(audit_event)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
 
 
 def test_without_routers_only_default_is_migrated(python, built, tmp_path):

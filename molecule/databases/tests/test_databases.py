@@ -106,34 +106,70 @@ def test_first_deploy_migrates_each_database_and_leaves_the_replica_alone(host):
     assert sql(host, "demo_audit", "SELECT count(*) FROM audit_event WHERE kind = 'note_created'") == "1"
 
 
-def test_a_failure_on_the_second_database_restores_both(host):
-    notes_before = sql(host, "demo", "SELECT count(*) FROM notes_note")
+def test_a_release_with_a_migration_on_each_database_migrates_both(host):
     result = deploy("multidb2")
+    assert result.returncode == 0, out(result)
+    databases = by_alias(summary(EPHEMERAL / "summary-demo.json"))
+    # On default, audit.0002 is recorded and changes nothing (the router keeps audit off it).
+    assert sorted(databases["default"]["migrations_applied"]) == ["audit.0002_event_source", "notes.0004_note_audited"]
+    assert "audit.0002_event_source" in databases["audit"]["migrations_applied"]
+    assert "audited" in columns(host, "demo", "notes_note")
+    assert "source" in columns(host, "demo_audit", "audit_event")
+    assert served(host) == "multidb2"
+
+
+def test_a_failure_on_the_second_database_restores_both(host):
+    untagged = sql(host, "demo", "SELECT count(*) FROM notes_note WHERE tag IS NULL")
+    assert int(untagged) > 0
+    result = deploy("multidb3")
     assert result.returncode != 0, out(result)
     report = summary(EPHEMERAL / "summary-demo.json")
     assert report["outcome"] == "failed"
     assert "(database audit)" in report["error"] and "the audit backfill failed" in report["error"], report["error"]
     restored = [step for step in report["recovery"] if step.startswith("database restored from ")]
     assert len(restored) == 2 and any(step.endswith("@audit.dump") for step in restored), report["recovery"]
-    # default had applied notes.0004 before audit failed: the restore took it back; audit never kept its 0002.
-    assert "0004_note_audited" not in applied(host, "demo", "notes")
-    assert "audited" not in columns(host, "demo", "notes_note")
-    assert "0002_event_source" not in applied(host, "demo_audit", "audit")
-    assert "source" not in columns(host, "demo_audit", "audit_event")
-    assert sql(host, "demo", "SELECT count(*) FROM notes_note") == notes_before
-    assert served(host) == "multidb"
+    # default had applied notes.0005 (it tags the untagged notes) before audit failed: the restore took it back.
+    assert "0005_tag_untagged" not in applied(host, "demo", "notes")
+    assert sql(host, "demo", "SELECT count(*) FROM notes_note WHERE tag IS NULL") == untagged
+    assert "0003_fill_source" not in applied(host, "demo_audit", "audit")
+    assert served(host) == "multidb2"
     assert create_note(host, "after the failed deploy") == "201"
 
 
 def test_an_alias_that_does_not_answer_is_refused_by_name_before_anything_changes(host):
     backups = host.check_output(f"ls {APP}/backups")
-    result = deploy("multidb2", audit_password="not-the-password")
+    result = deploy("multidb3", audit_password="not-the-password")
     assert result.returncode != 0, out(result)
     report = summary(EPHEMERAL / "summary-demo.json")
     assert report["outcome"] == "refused", report
     assert "database audit" in report["error"] and "password" in report["error"].lower(), report["error"]
     assert host.check_output(f"ls {APP}/backups") == backups
+    assert served(host) == "multidb2"
+
+
+def test_rollback_restores_each_database_from_its_own_backup(host):
+    result = demo_playbook(
+        "rollback.yml",
+        "multidb2",
+        "-e",
+        json.dumps(
+            {
+                "greenlight_app_name": "demo",
+                "greenlight_rollback_database": "restore",
+                "greenlight_rollback_confirm": True,
+            }
+        ),
+    )
+    assert result.returncode == 0, out(result)
+    report = summary(EPHEMERAL / "summary-demo.json")
+    assert report["database"].count("restored from") == 1 and "@audit.dump" in report["database"], report
+    # Both databases are back where they were before multidb2: no audited column, no source column.
+    assert "0004_note_audited" not in applied(host, "demo", "notes")
+    assert "audited" not in columns(host, "demo", "notes_note")
+    assert "0002_event_source" not in applied(host, "demo_audit", "audit")
+    assert "source" not in columns(host, "demo_audit", "audit_event")
     assert served(host) == "multidb"
+    assert create_note(host, "after the rollback") == "201"
 
 
 def test_blue_green_deploys_both_databases_of_another_application(host):
