@@ -157,7 +157,7 @@ def migrate_hosts(result: harness.PlaybookRun) -> list[str]:
     hosts: list[str] = []
     for name in {name for _stamp, name in result.tasks()}:
         role_task = name.startswith("greenlight.django.migrate :") and re.search(r"\| Apply\b", name)
-        if role_task or name.startswith("Window | Migrate"):
+        if role_task or name.startswith("Window | Back up and migrate once"):
             hosts += result.task_hosts(name)
     return sorted(set(hosts))
 

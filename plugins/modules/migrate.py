@@ -127,6 +127,81 @@ options:
         rolled back, earlier ones stay applied. V(0) waits forever.
     type: int
     default: 0
+  backup:
+    description:
+      - Back up the database first, in the same call, as M(greenlight.django.db_backup) with
+        O(greenlight.django.db_backup#module:state=dumped) does (same payload, same checks, same file names), then
+        migrate only when the backup was written. A downtime window saves a module call this way.
+      - A failed backup fails the module with nothing migrated and no RV(backup). Once the backup is written,
+        RV(backup) names it also when the migrate then fails, so that it can be restored.
+      - Not taken in check mode or with O(dry_run).
+    type: dict
+    suboptions:
+      dir:
+        description:
+          - Directory the backup is written to (created with mode C(0700)). See
+            O(greenlight.django.db_backup#module:dir).
+        type: path
+        required: true
+      run_as:
+        description:
+          - The account the dump tools run as. See O(greenlight.django.db_backup#module:run_as).
+        type: str
+        required: true
+      env_files:
+        description:
+          - The environment files of the backup, when they are not O(env_files).
+        type: list
+        elements: path
+      environment:
+        description:
+          - The environment of the backup, when it is not O(environment).
+        type: dict
+      database_overrides:
+        description:
+          - See O(greenlight.django.db_backup#module:database_overrides).
+        type: dict
+        default: {}
+      keep:
+        description:
+          - See O(greenlight.django.db_backup#module:keep).
+        type: int
+        default: 0
+      verify_restore:
+        description:
+          - See O(greenlight.django.db_backup#module:verify_restore).
+        type: bool
+        default: false
+      pg_dump_options:
+        description:
+          - See O(greenlight.django.db_backup#module:pg_dump_options).
+        type: list
+        elements: str
+        default: []
+      pg_bin_dir:
+        description:
+          - See O(greenlight.django.db_backup#module:pg_bin_dir).
+        type: path
+      mysql_dump_options:
+        description:
+          - See O(greenlight.django.db_backup#module:mysql_dump_options).
+        type: list
+        elements: str
+        default: []
+      mysql_bin_dir:
+        description:
+          - See O(greenlight.django.db_backup#module:mysql_bin_dir).
+        type: path
+      lock_wait_timeout:
+        description:
+          - See O(greenlight.django.db_backup#module:lock_wait_timeout).
+        type: float
+        default: 60
+      timeout:
+        description:
+          - Seconds the backup may take before it is stopped. V(0) waits forever.
+        type: int
+        default: 0
 notes:
   - Django runs each migration in its own transaction on PostgreSQL and SQLite (unless it sets C(atomic = False)),
     so a failure rolls back that migration only; the earlier ones stay applied and RV(applied) lists them, also
@@ -191,6 +266,20 @@ EXAMPLES = r"""
     expect: "{{ status.before_switch }}"
     lock_timeout: 2
   become: true
+
+- name: In a downtime window, back up the database and then migrate it, in one call
+  greenlight.django.migrate:
+    project_path: /srv/mysite/releases/2024-06-01
+    env_files: [/srv/mysite/shared/.env]
+    user: mysite
+    app_name: mysite
+    expect: "{{ status.plan }}"
+    backup:
+      dir: /srv/mysite/backups
+      run_as: mysite
+      keep: 5
+  become: true
+  register: migrated  # migrated.backup.path: the backup to restore should the new release not come up
 
 - name: Accept, after review, a migration applied by hand on the server (recorded in the migration ledger)
   greenlight.django.migrate:
@@ -310,6 +399,40 @@ duration_seconds:
   returned: always
   type: float
   sample: 2.41
+backup:
+  description:
+    - The backup O(backup) wrote before the migrate, as M(greenlight.django.db_backup) returns it - also when the
+      migrate then failed. In check mode and with O(dry_run) only RV(backup.msg).
+  returned: when O(backup) is set and the backup was written (in check mode, always)
+  type: dict
+  contains:
+    path:
+      description: The backup written.
+      type: str
+      returned: not in check mode
+      sample: /srv/mysite/backups/mysite-2024-06-01-20240601T101500Z.dump
+    size:
+      description: Its size in bytes.
+      type: int
+      returned: not in check mode
+      sample: 1048576
+    duration_seconds:
+      description: Seconds the dump with its checks took.
+      type: float
+      returned: not in check mode
+      sample: 0.41
+    removed:
+      description: With O(backup.keep), the older backups removed.
+      type: list
+      elements: str
+      returned: with O(backup.keep), not in check mode
+      sample: []
+    msg:
+      description: What was backed up, or in check mode what would be.
+      type: str
+      returned: always
+      sample: Backed up the database default of /srv/mysite/releases/2024-06-01 into
+        /srv/mysite/backups/mysite-2024-06-01-20240601T101500Z.dump
 error:
   description: What went wrong, without the module's word on what was applied (RV(ignore:msg) has both).
   returned: failure
@@ -323,6 +446,7 @@ import re  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.greenlight.django.plugins.module_utils import _backup as backup  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils import _ledger as ledger  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils import _migrate_payload as payload  # noqa: E402
 from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import (  # noqa: E402
@@ -363,6 +487,16 @@ def argument_spec():
         statement_timeout=dict(type="float", default=0),
         advisory_lock_timeout=dict(type="float", default=60),
         timeout=dict(type="int", default=0),
+        backup=dict(
+            type="dict",
+            options=dict(
+                dir=dict(type="path", required=True),
+                run_as=dict(type="str", required=True),
+                env_files=dict(type="list", elements="path"),
+                environment=dict(type="dict", no_log=True),
+                **backup.dump_options(),
+            ),
+        ),
     )
 
 
@@ -378,6 +512,12 @@ def input_errors(params):
             errors.append(f"{option} must be 0 or more seconds (got {params[option]:g})")
     if not params["app_name"].strip():
         errors.append("app_name must name the application")
+    if params["backup"]:
+        if params["unapply"] or params["accept"]:
+            errors.append("backup goes with a migrate forwards: leave it out with unapply and accept")
+        for option in ("keep", "timeout", "lock_wait_timeout"):
+            if params["backup"][option] < 0:
+                errors.append(f"backup.{option} must be 0 or more (got {params['backup'][option]:g})")
     if params["accept"]:
         if params["expect"] or params["unapply"]:
             errors.append("accept records a review and migrates nothing: leave expect and unapply empty with it")
@@ -481,6 +621,67 @@ def half_applied(outcome):
     return bool(partial.get("applied_operations")) and not partial.get("rolled_back")
 
 
+def backup_options(params):
+    """The options of the backup (db_backup's, state=dumped) from O(backup) and the migrate's own."""
+    options = dict(params["backup"], state="dumped", file=None)
+    options.update(database=params["database"], app_name=params["app_name"])
+    for name in ("project_path", "venv", "python", "settings", "pythonpath", "env_files", "environment"):
+        if options.get(name) is None:
+            options[name] = params[name]
+    return options
+
+
+def take_backup(module, params, release):
+    """Back up the database before the migrate (O(backup)): (the backup's result, the secrets to scrub from
+    every result; the module's no_log values are these from here on). Fails the module, with nothing migrated,
+    when the backup fails."""
+    options = backup_options(params)
+    same = options["env_files"] == params["env_files"] and options["environment"] == params["environment"]
+    runtime = release if same else release_runtime(module, options, consequence=" Nothing was backed up or applied.")
+    overrides = options["database_overrides"] or {}
+    secrets = backup.secret_values(module, set(release.secrets) | set(runtime.secrets), overrides)
+    backup.mask_options(module.params)
+    backup.mask_options(module.params["backup"])
+    account_of(module, options["run_as"])
+    if module.check_mode or params["dry_run"]:
+        would = f"Would back up the database {params['database']} of {release.project_path} into {options['dir']}"
+        return {"msg": would}, secrets
+    create, private = backup.check_paths(module, options)
+    backup.prepare_directory(module, create, private)
+    result, failure = backup.run(module, options, overrides, runtime, secrets)
+    if failure:
+        failure["msg"] += " Nothing was migrated."
+        finish(module, failure, secrets, failed=True)
+    result.pop("changed", None)
+    return result, secrets
+
+
+def finish(module, result, secrets, failed=False):
+    """Exit (or fail) with the result. With O(backup) the result is scrubbed of the secrets here, except the
+    backup's paths: Ansible's masking by value would hide the path of the backup when a secret is, say, the
+    application's name (db_backup does the same)."""
+    if secrets is None:
+        (module.fail_json if failed else module.exit_json)(**result)
+        return
+    kept = result.pop("backup", None)
+    result = scrubbed(result, secrets)
+    if kept is not None:
+        result["backup"] = kept
+    module.no_log_values.clear()
+    (module.fail_json if failed else module.exit_json)(**result)
+
+
+def scrubbed(value, secrets):
+    """value with every secret of every string in it masked."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {key: scrubbed(item, secrets) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrubbed(item, secrets) for item in value]
+    return value
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -497,6 +698,7 @@ def main():
     account = account_of(module, params["user"])
 
     dry_run = module.check_mode or params["dry_run"]
+    taken, backup_secrets = take_backup(module, params, release) if params["backup"] else (None, None)
     options = payload_options(params, dry_run, *release_of(project_path))
     env = interpreter_environment(
         venv, python, account, release.environment, release.settings, release.pythonpath, options
@@ -515,18 +717,21 @@ def main():
     duration = round(time.monotonic() - started, 2)
 
     reported = marked_result(out, payload.RESULT_MARKER)
-    outcome = {
-        "phase": "accept" if params["accept"] else "reverse" if params["unapply"] else params["phase"],
-        "plan": [],
-        "applied": [],
-        "unapplied": [],
-        "failed_migration": None,
-        "duration_seconds": duration,
-    }
+    outcome = {} if taken is None else {"backup": taken}
+    outcome.update(
+        {
+            "phase": "accept" if params["accept"] else "reverse" if params["unapply"] else params["phase"],
+            "plan": [],
+            "applied": [],
+            "unapplied": [],
+            "failed_migration": None,
+            "duration_seconds": duration,
+        }
+    )
     if reported is None:
         error = no_result_error(python, rc, err, params["timeout"], secrets)
         # What it applied before it ended is not known here: the message says so instead of guessing.
-        module.fail_json(msg=error + ".", error=error, rc=rc, **outcome)
+        finish(module, dict(outcome, msg=error + ".", error=error, rc=rc), backup_secrets, failed=True)
     for key in ("plan", "applied", "unapplied", "failed_migration", "lock", "partial"):
         if reported.get(key) is not None:
             outcome[key] = reported[key]
@@ -535,22 +740,24 @@ def main():
             outcome[key] = reported[key]
     if not reported.get("ok"):
         error = scrub(reported.get("error") or "the migrate failed without saying why", secrets)
-        module.fail_json(
+        failure = dict(
+            outcome,
             msg=failure_message(error, outcome),
             error=error,
             rc=rc,
             stderr=scrub(err, secrets),
-            changed=bool(outcome["applied"] or outcome["unapplied"] or half_applied(outcome)),
-            **outcome,
+            changed=bool(taken or outcome["applied"] or outcome["unapplied"] or half_applied(outcome)),
         )
+        finish(module, failure, backup_secrets, failed=True)
     changed = bool(
         outcome["applied"]
         or outcome["unapplied"]
         or outcome.get("accepted")
         or outcome.get("ledger_baseline")
         or (module.check_mode and outcome["plan"])
+        or (taken is not None and not dry_run)
     )
-    module.exit_json(changed=changed, **outcome)
+    finish(module, dict(outcome, changed=changed), backup_secrets)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from ansible_collections.greenlight.django.plugins.module_utils import _backup
 from ansible_collections.greenlight.django.plugins.module_utils import _backup_payload as payload
 from ansible_collections.greenlight.django.plugins.modules import db_backup
 from ansible_collections.greenlight.django.tests.unit.plugins.modules.utils import (
@@ -65,7 +66,7 @@ def run(args, returned=(0, "", ""), check=False):
     """Run main(); return (kind, result, run_payload mock)."""
     args = dict(args, _ansible_check_mode=check)
     with set_module_args(args), patched_exits():
-        with mock.patch.object(db_backup, "run_payload", return_value=returned) as run_payload:
+        with mock.patch.object(_backup, "run_payload", return_value=returned) as run_payload:
             try:
                 db_backup.main()
             except AnsibleExitJson as exc:
@@ -304,7 +305,7 @@ def test_harmless_values_of_the_environment_do_not_mask_the_path_but_secrets_sta
     def record(_module, result):
         raise Recorded(result)
 
-    with set_module_args(args), mock.patch.object(db_backup, "run_payload", return_value=answer(report)):
+    with set_module_args(args), mock.patch.object(_backup, "run_payload", return_value=answer(report)):
         with mock.patch.object(db_backup.AnsibleModule, "_record_module_result", record, create=True):
             with pytest.raises(Recorded) as raised:
                 db_backup.main()
@@ -328,7 +329,7 @@ def test_a_failure_masks_short_passwords_but_not_short_settings(app):
         raise Recorded(result)
 
     returned = answer({"ok": False, "error": error})
-    with set_module_args(args), mock.patch.object(db_backup, "run_payload", return_value=returned):
+    with set_module_args(args), mock.patch.object(_backup, "run_payload", return_value=returned):
         with mock.patch.object(db_backup.AnsibleModule, "_record_module_result", record, create=True):
             with pytest.raises(Recorded) as raised:
                 db_backup.main()
@@ -352,8 +353,8 @@ def test_keep_rotates_each_alias_on_its_own(tmp_path):
         path = tmp_path / name
         path.write_text(name)
         os.utime(path, (1000 + age, 1000 + age))
-    removed = db_backup.rotate(str(tmp_path), "demo", 1)
+    removed = _backup.rotate(str(tmp_path), "demo", 1)
     assert [Path(path).name for path in removed] == ["demo-r1-20260101T000000Z.dump"]
-    removed = db_backup.rotate(str(tmp_path), "demo", 1, "audit")
+    removed = _backup.rotate(str(tmp_path), "demo", 1, "audit")
     assert [Path(path).name for path in removed] == ["demo-r1-20260101T000000Z@audit.dump"]
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[2:])

@@ -12,6 +12,8 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from ansible_collections.greenlight.django.plugins.module_utils import _backup as backup
+from ansible_collections.greenlight.django.plugins.module_utils import _backup_payload as backup_payload
 from ansible_collections.greenlight.django.plugins.module_utils import _ledger as ledger
 from ansible_collections.greenlight.django.plugins.module_utils import _migrate_payload as payload
 from ansible_collections.greenlight.django.plugins.module_utils._app_runtime import payload_program
@@ -267,3 +269,132 @@ def test_a_plain_interpreter_gets_no_virtualenv(release):
     assert "VIRTUAL_ENV" not in env
     assert env["PATH"].startswith(str(root / ".venv" / "bin") + ":/usr/local/sbin:")
     assert env["DJANGO_SETTINGS_MODULE"] == "other.settings"
+
+
+# backup: the database is backed up first, in the same call (a downtime window saves a module call this way).
+class Recorded(Exception):
+    """What Ansible would send back, masked as it masks it (AnsibleModule._record_module_result)."""
+
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+def backup_answer(report):
+    line = f"{backup_payload.RESULT_MARKER} {json.dumps(report)}"
+    return (0 if report.get("ok") else 1), f"noise\n{line}\n", ""
+
+
+def run_with_backup(args, dumped, migrated, check_mode=False):
+    """Run main() as Ansible would, the backup's payload answering dumped and the migrate's migrated (rc, out,
+    err); returns (Ansible's result, the payloads' calls in order: ("backup" or "migrate", call))."""
+    args = dict(args, _ansible_check_mode=check_mode)
+    calls = []
+
+    def record(_module, result):
+        raise Recorded(result)
+
+    def answering(name, answer):
+        return lambda *args, **kwargs: calls.append((name, mock.call(*args, **kwargs))) or answer
+
+    with set_module_args(args):
+        with mock.patch.object(backup, "run_payload", answering("backup", dumped)):
+            with mock.patch.object(migrate, "run_payload", answering("migrate", migrated)):
+                with mock.patch.object(migrate.AnsibleModule, "_record_module_result", record, create=True):
+                    with pytest.raises(Recorded) as raised:
+                        migrate.main()
+    return raised.value.result, calls
+
+
+def backup_args(release, tmp_path, **backup_options):
+    options = {"dir": str(tmp_path / "backups"), "run_as": ME.pw_name}
+    options.update(backup_options)
+    return base_args(release, expect=["notes.0002_note_tag"], backup=options)
+
+
+WRITTEN = "demo-1-20260102T000000Z.dump"
+APPLIED = (0, result_line(plan=["notes.0002_note_tag"], applied=["notes.0002_note_tag"]), "")
+
+
+def test_backup_is_taken_before_the_migrate_and_named_in_the_result(release, tmp_path):
+    # A short secret that is also the application's name: Ansible's masking by value would hide the backup's path.
+    _root, env_file = release
+    with open(env_file, "a") as handle:
+        handle.write("DB_PASSWORD=demo\nDEBUG=0\n")
+    written = str(tmp_path / "backups" / WRITTEN)
+    dumped = backup_answer({"ok": True, "file": written, "engine": "postgresql", "database": "demo", "size": 7})
+    args = backup_args(release, tmp_path, keep=3, database_overrides={"PASSWORD": "Override-Pass-88"})
+    with mock.patch.object(backup, "rotate", return_value=["old.dump"]) as rotate:
+        result, calls = run_with_backup(args, dumped, APPLIED)
+    assert [name for name, _call in calls] == ["backup", "migrate"]
+    assert rotate.call_args.args == (str(tmp_path / "backups"), "demo", 3, "default")
+    assert result.get("failed") is not True, result
+    assert result["backup"]["path"] == written  # not masked, though "demo" is a secret
+    assert result["backup"]["removed"] == ["old.dump"]
+    assert result["applied"] == ["notes.0002_note_tag"] and result["changed"] is True
+    options = json.loads(calls[0][1].args[4][backup_payload.OPTIONS_ENV])
+    assert (options["command"], options["dir"], options["app_name"]) == ("dump", str(tmp_path / "backups"), "demo")
+    assert options["database_overrides"] == {"PASSWORD": "Override-Pass-88"}
+    assert (tmp_path / "backups").stat().st_mode & 0o777 == 0o700
+    shown = json.dumps(result)
+    assert "Override-Pass-88" not in shown and SECRET not in shown
+    assert result["invocation"]["module_args"]["backup"]["database_overrides"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def test_a_failed_backup_migrates_nothing(release, tmp_path):
+    error = f"pg_dump of database demo failed (rc=1): No space left on device (password {SECRET})"
+    result, calls = run_with_backup(
+        backup_args(release, tmp_path), backup_answer({"ok": False, "error": error}), APPLIED
+    )
+    assert [name for name, _call in calls] == ["backup"]
+    assert result["failed"] is True
+    assert result["msg"].startswith("The backup of demo failed: pg_dump of database demo failed (rc=1): No space")
+    assert result["msg"].endswith(" Nothing was migrated.")
+    assert "backup" not in result and SECRET not in json.dumps(result)
+
+
+def test_a_migrate_that_fails_after_the_backup_names_the_backup_to_restore(release, tmp_path):
+    written = str(tmp_path / "backups" / WRITTEN)
+    dumped = backup_answer({"ok": True, "file": written, "engine": "postgresql", "database": "demo", "size": 7})
+    out = result_line(
+        ok=False,
+        plan=["notes.0002_note_tag"],
+        failed_migration="notes.0002_note_tag",
+        error=f"notes.0002_note_tag failed: password {SECRET} rejected",
+    )
+    result, calls = run_with_backup(backup_args(release, tmp_path), dumped, (1, out, f"dsn {SECRET}\n"))
+    assert [name for name, _call in calls] == ["backup", "migrate"]
+    assert result["failed"] is True and result["backup"]["path"] == written
+    assert result["msg"] == (
+        "notes.0002_note_tag failed: password ******** rejected. Nothing was applied; the schema is unchanged."
+    )
+    assert result["changed"] is True  # a backup was written
+    assert SECRET not in json.dumps(result)
+
+
+def test_check_mode_and_dry_run_take_no_backup(release, tmp_path):
+    planned = (0, result_line(plan=["notes.0002_note_tag"]), "")
+    for check_mode, args in (
+        (True, backup_args(release, tmp_path)),
+        (False, dict(backup_args(release, tmp_path), dry_run=True)),
+    ):
+        result, calls = run_with_backup(args, None, planned, check_mode=check_mode)
+        assert [name for name, _call in calls] == ["migrate"]
+        assert result["backup"] == {
+            "msg": f"Would back up the database default of {release[0]} into {tmp_path / 'backups'}"
+        }
+        assert not (tmp_path / "backups").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"unapply": ["notes.0002_note_tag"], "expect": []}, "backup goes with a migrate forwards"),
+        ({"backup": {"dir": "/tmp/x", "run_as": "root", "keep": -1}}, "backup.keep must be 0 or more (got -1)"),
+    ],
+)
+def test_backup_with_what_it_does_not_go_with_fails_before_anything_runs(release, tmp_path, extra, message):
+    args = dict(backup_args(release, tmp_path), **extra)
+    result, calls = run_with_backup(args, None, None)
+    assert calls == [] and result["failed"] is True
+    assert message in result["msg"] and result["msg"].endswith("Nothing was applied.")
