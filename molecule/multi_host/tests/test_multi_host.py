@@ -55,8 +55,15 @@ def served(container: str) -> str:
     return docker_exec(container, "curl", "-s", "--max-time", "5", "http://127.0.0.1/version")
 
 
+def backups(container: str) -> list[str]:
+    return docker_exec(container, "sh", "-c", "ls /srv/demo/backups 2>/dev/null || true").split()
+
+
 def test_v1_serves_on_both_hosts_from_the_shared_database():
     assert [served(app) for app in APPS] == ["v1", "v1"]
+    # The window backed up on the backup host (backup_host: the second), apart from migrate on the first.
+    assert len(backups(APPS[1])) == 1 and backups(APPS[1])[0].endswith(".dump"), backups(APPS[1])
+    assert backups(APPS[0]) == []
     # The application database lives on the database host only.
     assert sql("SELECT count(*) FROM django_migrations WHERE app = 'notes'") == "1"
     for app in APPS:
@@ -82,11 +89,11 @@ def test_v2_blue_green_migrates_once_and_switches_host_by_host():
     summary = json.loads((EPHEMERAL / "summary.json").read_text())
     assert summary["migrations_applied"] == ["notes.0002_note_tag", "notes.0003_backfill_tag"]
     assert sql("SELECT count(*) FROM notes_note WHERE title = 'before-v2' AND tag = 'legacy'") == "1"
-    # Once: only the migrate host migrated and took the backup.
+    # Once: only the migrate host migrated, and only the backup host took the backup.
     assert task_results(result.stdout, "run | Apply notes.0002_note_tag, notes.0003_backfill_tag") == [
         f"changed: [{APPS[0]}]"
     ], out(result)
-    assert docker_exec(APPS[1], "sh", "-c", "ls /srv/demo/backups 2>/dev/null | wc -l") == "0"
+    assert len(backups(APPS[1])) == 2 and backups(APPS[0]) == []
 
     # greenlight_serial: 1 -> one batch per host, app1 first, each checked before the next.
     text = result.stdout
