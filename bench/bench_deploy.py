@@ -145,6 +145,19 @@ class Step:
             return []
         return self.task_times(self.outage.first_failed, self.outage.recovered)
 
+    def window_outcomes(self) -> list[tuple[str, str]]:
+        """(name, outcome) of the tasks that ran while the probe saw the site down: the one in progress at the first
+        failed probe (it took the site down), and every one whose banner came before the next 200."""
+        if not self.playbook or not self.outage or not self.outage.failed:
+            return []
+        found = self.playbook.outcomes()
+        ends = [stamp for stamp, _name, _outcome in found[1:]] + [self.playbook.ended]
+        return [
+            (name, outcome)
+            for (stamp, name, outcome), stop in zip(found, ends)
+            if stamp < self.outage.recovered and stop > self.outage.first_failed
+        ]
+
 
 def where_time_goes(tasks: list[tuple[float, str]], shown: int = 6) -> str:
     ranked = sorted(tasks, reverse=True)
@@ -738,19 +751,19 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
                 f"{floor:.2f} s, {played - floor:.2f} s more"
             )
         lines.append(text)
+    explain = (
+        " (the one in progress at the first failed probe and those whose banner came before the next 200; executed: "
+        "`ok`, `changed` or `failed` reported for the host; skipped: banner and `skipping:` only)"
+    )
     for change in ("migrations", "code only"):
         counts = []
         for step in chosen(change, "greenlight"):
-            if not step.playbook or not step.outage or not step.outage.failed:
-                continue
-            start, end = step.outage.first_failed, step.outage.recovered
-            outcomes = [outcome for stamp, _name, outcome in step.playbook.outcomes() if start <= stamp < end]
-            counts.append({kind: outcomes.count(kind) for kind in ("executed", "skipped", "included")})
+            outcomes = [outcome for _name, outcome in step.window_outcomes()]
+            if outcomes:
+                counts.append({kind: outcomes.count(kind) for kind in ("executed", "skipped", "included")})
         if counts:
             lines.append(
-                "- tasks inside greenlight's window (their banner between the first failed probe and the next 200; "
-                "executed: `ok`, `changed` or `failed` reported for the host; skipped: banner and `skipping:` only), "
-                f"{CHANGES[change]}: "
+                f"- tasks inside greenlight's window{explain}, {CHANGES[change]}: "
                 + "; ".join(
                     f"{c['executed']} executed, {c['skipped']} skipped"
                     + (f", {c['included']} includes" if c["included"] else "")
@@ -759,6 +772,7 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
                 + f" (target <= {WINDOW_TASKS_TARGET} executed: "
                 f"{harness.verdict(all(c['executed'] <= WINDOW_TASKS_TARGET for c in counts))})"
             )
+            explain = ""
     inside = [step.window_tasks() for step in chosen("migrations", "greenlight")]
     if inside and inside[-1]:
         lines.append(
