@@ -1,6 +1,6 @@
 """Benchmark the simple deploy's downtime window against the naive deploy, and a re-deploy of the same revision.
 
-Three containers from the local base image, set up alike: PostgreSQL with the
+Five containers from the local base image, set up alike: PostgreSQL with the
 demo database and demo v1 deployed with ``playbooks/deploy.yml``. Then, side
 by side, the same changes on each, under a probe inside the container (load.py
 at ``--rate`` requests per second, keep-alive, through nginx on loopback):
@@ -28,6 +28,15 @@ at ``--rate`` requests per second, keep-alive, through nginx on loopback):
   maintenance page off; without, switch, ``systemctl restart``, one health
   probe. The floor no version of greenlight's window can go below on this
   connection: greenlight / floor is the cost of everything else.
+* ``floor playbook``: the same steps and the same commands as ``floor``, on
+  container B, the release built beforehand the same way, but run as Ansible
+  tasks (``ansible.builtin.shell``) over the same docker connection, grouped
+  as greenlight's window groups its module calls: with migrations, (1)
+  maintenance page on + ``systemctl stop``, (2) ``pg_dump`` + ``migrate``, (3)
+  switch + ``systemctl start`` + health probe + maintenance page off; without,
+  one task (switch + ``systemctl restart`` + health probe). The floor of any
+  Ansible window with these steps: greenlight / floor playbook is what
+  greenlight's window costs beyond its module calls.
 
 Changes: v1 -> v2 (two migrations: add a column, backfill it); v2 -> v2.1 (a
 new revision with nothing to migrate: only the code differs); v2.1 -> v2.2
@@ -57,6 +66,7 @@ import argparse
 import io
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -76,15 +86,20 @@ SERVING = f"/srv/{APP}/current"
 WINDOW_RATIO_TARGET = 0.3
 CODE_ONLY_TARGET = 3.0
 REDEPLOY_TARGET = 15.0
-METHODS = ("greenlight", "naive", "naive playbook", "floor")
+METHODS = ("greenlight", "naive", "naive playbook", "floor", "floor playbook")
 # A task in the window that takes this long acts on the server; the shorter ones are Ansible's bookkeeping.
 WORK_TASK = 0.2
 NAIVE_PLAYBOOK = harness.BENCH / "naive_deploy.yml"
 FLOOR_PREPARE = harness.BENCH / "floor_prepare.yml"
 MAINTENANCE_FLAG = f"/etc/nginx/greenlight/{APP}/maintenance.on"
 FLOOR_TARGET = 1.5
-# greenlight's window on the server: maintenance page on and stop, dump, migrate, switch + start + health + page off.
-WINDOW_SERVER_CALLS = 4
+# The floor's steps as greenlight's window groups them into module calls: with migrations, and without.
+FLOOR_TASKS = {
+    True: (("maintenance on", "stop"), ("dump", "migrate"), ("switch", "start", "health", "maintenance off")),
+    False: (("switch", "restart", "health"),),
+}
+# greenlight's window, in tasks that run something on the server (the others are skipped or includes).
+WINDOW_TASKS_TARGET = 10
 ROUND_TRIPS = 10
 # What round_trips measured, one entry per round (module-level: the report reads it).
 ROUND_TRIP_RESULTS: list[dict[str, float]] = []
@@ -129,6 +144,19 @@ class Step:
         if not self.outage or not self.outage.failed:
             return []
         return self.task_times(self.outage.first_failed, self.outage.recovered)
+
+    def window_outcomes(self) -> list[tuple[str, str]]:
+        """(name, outcome) of the tasks that ran while the probe saw the site down: the one in progress at the first
+        failed probe (it took the site down), and every one whose banner came before the next 200."""
+        if not self.playbook or not self.outage or not self.outage.failed:
+            return []
+        found = self.playbook.outcomes()
+        ends = [stamp for stamp, _name, _outcome in found[1:]] + [self.playbook.ended]
+        return [
+            (name, outcome)
+            for (stamp, name, outcome), stop in zip(found, ends)
+            if stamp < self.outage.recovered and stop > self.outage.first_failed
+        ]
 
 
 def where_time_goes(tasks: list[tuple[float, str]], shown: int = 6) -> str:
@@ -259,8 +287,9 @@ class Bench:
                 return release, "[ ]" in container.sh(f"/srv/{APP}/bin/manage {release} showmigrations --plan")
         raise BenchError(f"floor_prepare.yml of {version} did not say where the release is")
 
-    def floor(self, container: Container, release: str, pending: bool) -> dict[str, float]:
-        """greenlight's window as bare commands: seconds of each step."""
+    @staticmethod
+    def floor_steps(release: str, pending: bool) -> dict[str, list[str]]:
+        """greenlight's window as bare commands: the argv of each step."""
         manage = f"/srv/{APP}/bin/manage"
         socket = f"/run/greenlight-{APP}/current.sock"
         switch = f"ln -sfn {release} /srv/{APP}/current.new && mv -T /srv/{APP}/current.new {SERVING}"
@@ -275,12 +304,46 @@ class Bench:
         steps["health"] = ["curl", "-sf", "--max-time", "10", "--unix-socket", socket, "http://127.0.0.1/healthz"]
         if pending:
             steps["maintenance off"] = ["sh", "-c", f"rm -f {MAINTENANCE_FLAG} && systemctl reload nginx"]
+        return steps
+
+    def floor(self, container: Container, release: str, pending: bool) -> dict[str, float]:
+        """greenlight's window as bare commands, one ``docker exec`` each: seconds of each step."""
         parts = {}
-        for name, argv in steps.items():
+        for name, argv in self.floor_steps(release, pending).items():
             started = time.monotonic()
             harness.run(container.exec(*argv))
             parts[name] = time.monotonic() - started
         return parts
+
+    def floor_playbook(self, container: Container, inventory: Path, release: str, pending: bool) -> harness.PlaybookRun:
+        """The floor's commands as Ansible tasks over the same connection, grouped as greenlight's window groups its
+        module calls (FLOOR_TASKS); a first task, before the window, finds the server's Python as greenlight's
+        earlier tasks have."""
+        steps = self.floor_steps(release, pending)
+
+        def script(name: str) -> str:
+            argv = steps[name]
+            # One command a line, so that set -e stops at the first that fails.
+            return argv[2].replace(" && ", "\n") if argv[:2] == ["sh", "-c"] else shlex.join(argv)
+
+        tasks = [
+            "    - name: Reach the server (before the window)\n      ansible.builtin.command:\n"
+            "        argv: ['true']\n      changed_when: false\n"
+        ]
+        for group in FLOOR_TASKS[pending]:
+            # JSON is YAML: the script quoted as one flow scalar.
+            command = json.dumps("set -e\n" + "\n".join(script(name) for name in group) + "\n")
+            tasks.append(
+                f"    - name: {' + '.join(group)}\n      ansible.builtin.shell:\n        cmd: {command}\n"
+                "      changed_when: true\n"
+            )
+        playbook = self.workdir / "floor_window.yml"
+        playbook.write_text(
+            "- name: greenlight's window as Ansible tasks of bare commands\n  hosts: all\n  become: true\n"
+            "  gather_facts: false\n  tasks:\n" + "".join(tasks)
+        )
+        result = harness.run_playbook(str(playbook), inventory, self.log, limit=container.name)
+        return harness.require_success(result, f"floor_window.yml on {container.name}")
 
     def round_trips(self, container: Container, inventory: Path) -> dict[str, float]:
         """Median seconds of one task running a module on the container (``ansible.builtin.command: true``, one
@@ -308,7 +371,10 @@ class Bench:
 
     def measure(self, step: Step, container: Container, inventory: Path) -> Step:
         release, pending = "", False
-        if step.method == "floor":  # built before the probe starts, as greenlight builds it before its window
+        if step.method in (
+            "floor",
+            "floor playbook",
+        ):  # built before the probe starts, as greenlight builds it before its window
             release, pending = self.floor_prepare(container, inventory, step.source)
         probe = harness.Load(container, self.rate, 600, name="probe")
         step.probe_start = time.time()
@@ -322,6 +388,11 @@ class Bench:
             elif step.method == "floor":
                 step.parts = self.floor(container, release, pending)
                 step.wall = time.time() - step.deploy_start
+            elif step.method == "floor playbook":
+                result = self.floor_playbook(container, inventory, release, pending)
+                step.playbook = result
+                step.wall = result.seconds
+                step.parts = {name.strip(): seconds for seconds, name in step.task_times()}
             elif step.method == "naive playbook":
                 result = self.naive_playbook(container, inventory, step.source)
                 step.playbook = result
@@ -347,7 +418,7 @@ class Bench:
             raise BenchError(f"{step.method} {step.change}: the site did not come back ({trace[-1]})")
         window = step.outage.seconds
         say(
-            f"  {step.change:13} {step.method:10} window {window:6.2f} s, {step.outage.failed:3} of "
+            f"  {step.change:13} {step.method:14} window {window:6.2f} s, {step.outage.failed:3} of "
             f"{step.outage.requests} probes failed, wall {step.wall:6.1f} s"
             + (f", changed={step.changed}" if step.changed is not None else "")
             + f" (probe rate {totals.get('rate')}/s)"
@@ -391,13 +462,14 @@ def copy_tree(container: Container, source: Path, dest: str) -> None:
 def one_round(bench: Bench, number: int, smoke: bool) -> list[Step]:
     tag = f"{os.getpid()}-{number}"
     if smoke:
-        # Every code path once: the first deploy (greenlight, under the probe), each naive deploy, the floor.
+        # Every code path once: the first deploy (greenlight, under the probe), each naive deploy, both floors.
         only = Container(f"greenlight-bench-deploy-{tag}", bench.image)
         plan = [
             (Step("first deploy", "greenlight", "v1"), only),
             (Step("migrations", "naive playbook", "v2"), only),
             (Step("code only", "naive", "v2.1"), only),
             (Step("code only", "floor", "v2"), only),
+            (Step("code only", "floor playbook", "v2.1"), only),
         ]
         containers = [only]
     else:
@@ -557,7 +629,7 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
         SECTION,
         "",
         f"Machine: {harness.machine()}. {harness.versions()}. Collection at {harness.commit()}.",
-        f"Command: `{harness.command_line()}`. {rounds} round(s), each on four "
+        f"Command: `{harness.command_line()}`. {rounds} round(s), each on five "
         f"fresh containers set up alike (PostgreSQL, demo v1 deployed with `deploy.yml`), one per method; in each "
         f"round the same changes on each, the order of the methods rotating. Probe: load.py inside the container at "
         f"{args.rate:g} requests/s with keep-alive through nginx on loopback; the window is the span from the "
@@ -570,7 +642,11 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
         "docker connection as greenlight. `floor` = greenlight's own window as bare commands over the same "
         "connection, the new release built beforehand as greenlight builds it: maintenance page on, `systemctl "
         "stop`, `pg_dump`, `migrate`, switch `current`, `systemctl start`, one health probe, maintenance page off "
-        "(without migrations: switch, `systemctl restart`, one health probe). Medians over the rounds.",
+        "(without migrations: switch, `systemctl restart`, one health probe). `floor playbook` = the same commands "
+        "(the release built beforehand the same way) as Ansible tasks (`ansible.builtin.shell`) over the same "
+        "connection, grouped as greenlight's window groups its module calls: maintenance page on + stop; dump + "
+        "migrate; switch + start + health probe + maintenance page off (without migrations: one task, switch + "
+        "restart + health probe). Medians over the rounds.",
         "",
         "| change | method | window seen by the probe (s) | failed probes | window reported by the playbook (s) "
         "| wall time (s) | all rounds: window (s) |",
@@ -604,18 +680,25 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
                 f"{theirs:.2f} s = {ratio:.2f} (target <= {WINDOW_RATIO_TARGET}: "
                 f"{harness.verdict(ratio <= WINDOW_RATIO_TARGET)})"
             )
-    floor = med("migrations", "floor", window_of)
-    if ours is not None and floor:
-        lines.append(
-            f"- window, greenlight / floor (greenlight's window as bare commands), v1 -> v2 with migrations: "
-            f"{ours:.2f} s / {floor:.2f} s = {ours / floor:.2f} (target <= {FLOOR_TARGET:g}: "
-            f"{harness.verdict(ours / floor <= FLOOR_TARGET)})"
-        )
+    for method, what in (
+        (
+            "floor playbook",
+            f"greenlight's window as {len(FLOOR_TASKS[True])} Ansible tasks of bare commands: the floor of any "
+            "Ansible window with these steps",
+        ),
+        ("floor", "greenlight's window as bare commands"),
+    ):
+        floor = med("migrations", method, window_of)
+        if ours is not None and floor:
+            lines.append(
+                f"- window, greenlight / {method} ({what}), v1 -> v2 with migrations: {ours:.2f} s / {floor:.2f} s = "
+                f"{ours / floor:.2f} (target <= {FLOOR_TARGET:g}: {harness.verdict(ours / floor <= FLOOR_TARGET)})"
+            )
     ours = med("code only", "greenlight", window_of)
     if ours is not None:
         ratios = [
             f"greenlight / {method} = {ours / theirs:.2f}"
-            for method in ("naive playbook", "naive", "floor")
+            for method in ("naive playbook", "naive", "floor playbook", "floor")
             if (theirs := med("code only", method, window_of))
         ]
         lines.append(
@@ -642,6 +725,7 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
         )
     for method, what in (
         ("floor", "step (all inside the window)"),
+        ("floor playbook", "task (the first before the window, the others inside it)"),
         ("naive", "step (all inside the window)"),
         ("naive playbook", "task (Gathering Facts before the window, the others inside it)"),
         ("greenlight", "phase (the playbook's summary)"),
@@ -652,19 +736,43 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
                 f"- {method} v1 -> v2, median seconds of each {what}: "
                 + ", ".join(f"{name} {statistics.median(p.get(name, 0) for p in parts):.2f}" for name in parts[0])
             )
-    ours, floor = med("migrations", "greenlight", window_of), med("migrations", "floor", window_of)
-    if ROUND_TRIP_RESULTS and ours is not None and floor:
+    if ROUND_TRIP_RESULTS:
         module = statistics.median(r["module task"] for r in ROUND_TRIP_RESULTS)
         bare = statistics.median(r["docker exec"] for r in ROUND_TRIP_RESULTS)
-        ansible_floor = floor + WINDOW_SERVER_CALLS * (module - bare)
-        lines.append(
+        text = (
             f"- one task running a module over this connection (`ansible.builtin.command: true`, banner to banner, "
-            f"median of {ROUND_TRIPS}): {module:.2f} s; one bare `docker exec true`: {bare:.2f} s. greenlight's "
-            f"window makes {WINDOW_SERVER_CALLS} module calls on the server (page on + stop, dump, migrate, "
-            f"switch + start + health + page off), so the floor of any Ansible window with those calls is "
-            f"{floor:.2f} + {WINDOW_SERVER_CALLS} x {module - bare:.2f} = {ansible_floor:.2f} s "
-            f"({ansible_floor / floor:.2f}x the bare floor); greenlight / that floor = {ours / ansible_floor:.2f}"
+            f"median of {ROUND_TRIPS}): {module:.2f} s; one bare `docker exec true`: {bare:.2f} s"
         )
+        floor, played = med("migrations", "floor", window_of), med("migrations", "floor playbook", window_of)
+        if floor and played:
+            text += (
+                f". The floor of any Ansible window with greenlight's steps, measured (`floor playbook`, "
+                f"{len(FLOOR_TASKS[True])} tasks), is {played:.2f} s: {played / floor:.2f}x the bare floor's "
+                f"{floor:.2f} s, {played - floor:.2f} s more"
+            )
+        lines.append(text)
+    explain = (
+        " (the one in progress at the first failed probe and those whose banner came before the next 200; executed: "
+        "`ok`, `changed` or `failed` reported for the host; skipped: banner and `skipping:` only)"
+    )
+    for change in ("migrations", "code only"):
+        counts = []
+        for step in chosen(change, "greenlight"):
+            outcomes = [outcome for _name, outcome in step.window_outcomes()]
+            if outcomes:
+                counts.append({kind: outcomes.count(kind) for kind in ("executed", "skipped", "included")})
+        if counts:
+            lines.append(
+                f"- tasks inside greenlight's window{explain}, {CHANGES[change]}: "
+                + "; ".join(
+                    f"{c['executed']} executed, {c['skipped']} skipped"
+                    + (f", {c['included']} includes" if c["included"] else "")
+                    for c in counts
+                )
+                + f" (target <= {WINDOW_TASKS_TARGET} executed: "
+                f"{harness.verdict(all(c['executed'] <= WINDOW_TASKS_TARGET for c in counts))})"
+            )
+            explain = ""
     inside = [step.window_tasks() for step in chosen("migrations", "greenlight")]
     if inside and inside[-1]:
         lines.append(
@@ -701,17 +809,23 @@ def draw(steps: list[Step], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"greenlight": "tab:green", "naive": "tab:grey", "naive playbook": "tab:orange", "floor": "tab:blue"}
+    colours = {
+        "greenlight": "tab:green",
+        "naive": "tab:grey",
+        "naive playbook": "tab:orange",
+        "floor": "tab:blue",
+        "floor playbook": "tab:purple",
+    }
     changes = [change for change in CHANGES if any(step.change == change for step in steps)]
     figure, (bars, probes) = plt.subplots(2, 1, figsize=(10, 7.5), gridspec_kw={"height_ratios": [3, 2]})
-    for offset, method in zip((-0.3, -0.1, 0.1, 0.3), METHODS):
+    for offset, method in zip((-0.32, -0.16, 0.0, 0.16, 0.32), METHODS):
         for position, change in enumerate(changes):
             windows = [window_of(step) for step in steps if step.change == change and step.method == method]
             if not windows:
                 continue
             height = statistics.median(windows)
             bars.bar(
-                position + offset, height, width=0.19, color=colours[method], label=method if position == 0 else None
+                position + offset, height, width=0.15, color=colours[method], label=method if position == 0 else None
             )
             bars.scatter([position + offset] * len(windows), windows, color="black", s=8, zorder=3)
             bars.annotate(f"{height:.1f} s", (position + offset, height), ha="center", va="bottom", fontsize=8)

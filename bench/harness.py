@@ -329,6 +329,29 @@ class PlaybookRun:
                 found.append((stamp, match.group(1)))
         return found
 
+    def outcomes(self) -> list[tuple[float, str, str]]:
+        """(time the banner was printed, task name, outcome) of every task, in order. The outcome: "executed" (a
+        host reported ok, changed, failed or fatal), "skipped" (only `skipping:`), "included" (an include: only
+        `included:`), or "" (nothing reported, e.g. a task no host ran)."""
+        found: list[tuple[float, str, str]] = []
+        for stamp, line in self.lines:
+            match = re.match(r"TASK \[(.*)\] \*+$", line)
+            if match:
+                found.append((stamp, match.group(1), ""))
+                continue
+            if not found or line.startswith(" "):
+                continue
+            result = re.match(r"(ok|changed|failed|fatal|skipping|included):", line)
+            if not result:
+                continue
+            stamp, name, outcome = found[-1]
+            seen = {"skipping": "skipped", "included": "included"}.get(result.group(1), "executed")
+            # A loop can report several outcomes: executed wins over skipped, which wins over included.
+            rank = ("", "included", "skipped", "executed")
+            if rank.index(seen) > rank.index(outcome):
+                found[-1] = (stamp, name, seen)
+        return found
+
     def phases(self) -> list[tuple[float, str]]:
         """(start, name) of the playbook's phases (its `Phase | <name>` tasks)."""
         return [(stamp, name.split("|", 1)[1].strip()) for stamp, name in self.tasks() if name.startswith("Phase |")]
