@@ -85,7 +85,7 @@ UNIT = f"greenlight-{APP}@current"
 SERVING = f"/srv/{APP}/current"
 WINDOW_RATIO_TARGET = 0.3
 CODE_ONLY_TARGET = 3.0
-REDEPLOY_TARGET = 15.0
+REDEPLOY_TARGET = 6.0
 METHODS = ("greenlight", "naive", "naive playbook", "floor", "floor playbook")
 # A task in the window that takes this long acts on the server; the shorter ones are Ansible's bookkeeping.
 WORK_TASK = 0.2
@@ -103,6 +103,9 @@ WINDOW_TASKS_TARGET = 10
 ROUND_TRIPS = 10
 # What round_trips measured, one entry per round (module-level: the report reads it).
 ROUND_TRIP_RESULTS: list[dict[str, float]] = []
+# The task banners of each set-up deploy of v1 (a first simple deploy of the demo), skipped ones included.
+FIRST_DEPLOY_BANNERS: list[int] = []
+FIRST_DEPLOY_BANNERS_TARGET = 110
 # v2.2 pins another Django patch release than the demo (the naive deploy reinstalls Django in its window).
 DJANGO_NOW = "Django==5.2.19"
 DJANGO_OTHER = "Django==5.2.18"
@@ -215,7 +218,8 @@ class Bench:
             harness.create_database(container)
             if not deploy_v1:
                 continue
-            self.greenlight(container, inventory, "v1", what=f"set-up deploy of v1 to {container.name}")
+            first = self.greenlight(container, inventory, "v1", what=f"set-up deploy of v1 to {container.name}")
+            FIRST_DEPLOY_BANNERS.append(len(first.tasks()))
             if container.sh("curl -s --max-time 5 http://127.0.0.1/version") != "v1":
                 raise BenchError(f"{container.name} does not serve v1 after the set-up")
         return inventory
@@ -715,12 +719,19 @@ def report(steps: list[Step], rounds: int, args, plot: str) -> str:
                 "naive deploy reinstalls inside it"
             )
     again = chosen("same revision", "greenlight")
+    if FIRST_DEPLOY_BANNERS:
+        banners = int(statistics.median(FIRST_DEPLOY_BANNERS))
+        lines.append(
+            f"- first simple deploy of the demo (the set-up deploys of v1, median): {banners} task banners, skipped "
+            f"ones included (target <= {FIRST_DEPLOY_BANNERS_TARGET}: "
+            f"{harness.verdict(banners <= FIRST_DEPLOY_BANNERS_TARGET)})"
+        )
     if again:
         wall = statistics.median(step.wall for step in again)
         changed = max(step.changed or 0 for step in again)
         lines.append(
-            f"- re-deploy of the same revision: {wall:.1f} s wall (target < {REDEPLOY_TARGET:g} s: "
-            f"{harness.verdict(wall < REDEPLOY_TARGET)}), changed={changed} in the PLAY RECAP (target 0: "
+            f"- re-deploy of the same revision: {wall:.1f} s wall (target <= {REDEPLOY_TARGET:g} s: "
+            f"{harness.verdict(wall <= REDEPLOY_TARGET)}), changed={changed} in the PLAY RECAP (target 0: "
             f"{harness.verdict(changed == 0)}), {max(step.outage.failed for step in again)} failed probes"
         )
     for method, what in (
