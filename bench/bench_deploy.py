@@ -375,10 +375,8 @@ class Bench:
 
     def measure(self, step: Step, container: Container, inventory: Path) -> Step:
         release, pending = "", False
-        if step.method in (
-            "floor",
-            "floor playbook",
-        ):  # built before the probe starts, as greenlight builds it before its window
+        # Built before the probe starts, as greenlight builds it before its window.
+        if step.method in ("floor", "floor playbook"):
             release, pending = self.floor_prepare(container, inventory, step.source)
         probe = harness.Load(container, self.rate, 600, name="probe")
         step.probe_start = time.time()

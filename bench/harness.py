@@ -322,12 +322,7 @@ class PlaybookRun:
 
     def tasks(self) -> list[tuple[float, str]]:
         """(time the banner was printed, task name) of every task, in order."""
-        found = []
-        for stamp, line in self.lines:
-            match = re.match(r"TASK \[(.*)\] \*+$", line)
-            if match:
-                found.append((stamp, match.group(1)))
-        return found
+        return [(stamp, name) for stamp, name, _outcome in self.outcomes()]
 
     def outcomes(self) -> list[tuple[float, str, str]]:
         """(time the banner was printed, task name, outcome) of every task, in order. The outcome: "executed" (a

@@ -699,6 +699,7 @@ def main():
 
     dry_run = module.check_mode or params["dry_run"]
     taken, backup_secrets = take_backup(module, params, release) if params["backup"] else (None, None)
+    backed_up = taken is not None and not dry_run  # in check mode and with dry_run, taken only says what it would do
     options = payload_options(params, dry_run, *release_of(project_path))
     env = interpreter_environment(
         venv, python, account, release.environment, release.settings, release.pythonpath, options
@@ -746,7 +747,7 @@ def main():
             error=error,
             rc=rc,
             stderr=scrub(err, secrets),
-            changed=bool(taken or outcome["applied"] or outcome["unapplied"] or half_applied(outcome)),
+            changed=bool(backed_up or outcome["applied"] or outcome["unapplied"] or half_applied(outcome)),
         )
         finish(module, failure, backup_secrets, failed=True)
     changed = bool(
@@ -755,7 +756,7 @@ def main():
         or outcome.get("accepted")
         or outcome.get("ledger_baseline")
         or (module.check_mode and outcome["plan"])
-        or (taken is not None and not dry_run)
+        or backed_up
     )
     finish(module, dict(outcome, changed=changed), backup_secrets)
 
