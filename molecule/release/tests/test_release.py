@@ -417,7 +417,7 @@ def deploy_app(
             "DATABASE_URL": f"sqlite:////srv/{app}/shared/db/{app}.sqlite3",
             "DJANGO_ALLOWED_HOSTS": f"{app}.test,127.0.0.1,localhost",
         },
-        "code_sync_shared_paths": ["media", "db"],
+        "code_sync_shared_paths": ["media", "db", "var/uploads"],
         **extra,
     }
     (tmp_path / "app.json").write_text(json.dumps(app_vars))
@@ -448,6 +448,14 @@ def test_a_second_application_with_default_settings_serves_beside_the_first(host
     assert "sold-in-the-shop" not in notes_of(host, "127.0.0.1")
     # shop's database is a SQLite file of its own, which the application user writes.
     assert host.file("/srv/shop/shared/db/shop.sqlite3").user == "shop"
+    # A nested shared path is a relative link in the release, under a parent directory of root's, and the
+    # application writes through it into shared/.
+    release = host.check_output("readlink -f /srv/shop/current")
+    assert host.check_output(f"readlink {release}/var/uploads") == "../../../shared/var/uploads"
+    parent = host.file(f"{release}/var")
+    assert (parent.user, parent.mode) == ("root", 0o755)
+    assert host.run("sudo -u shop touch /srv/shop/current/var/uploads/written").rc == 0
+    assert host.file("/srv/shop/shared/var/uploads/written").user == "shop"
 
 
 def test_an_address_another_application_uses_is_refused_before_any_change(host, tmp_path):
