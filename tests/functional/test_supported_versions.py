@@ -47,7 +47,7 @@ def read_packages(release: Path, tmp_path: Path) -> dict:
         "code_sync",
         "packages",
         {"code_sync_app_name": "demo", "__code_sync_release": str(release)},
-        "{{ {'packages': __code_sync_packages} | to_json }}",
+        "{{ {'packages': __code_sync_packages_read.stdout | from_json} | to_json }}",
     )
 
 
