@@ -126,6 +126,14 @@ releases:
       type: list
       elements: str
       sample: [current]
+wheelhouses:
+  description:
+    - The complete wheelhouses under C(<app_root>/wheels) (those with their C(.installed) mark, written once a
+      wheelhouse is unpacked), by name.
+  returned: always
+  type: list
+  elements: str
+  sample: [9f86d081884c7d65-cp3.11.2-cp311-x86_64-glibc2.36]
 matching:
   description:
     - The ids of the complete releases of O(revision) built as O(build), oldest first; empty without
@@ -164,6 +172,8 @@ from ansible_collections.greenlight.django.plugins.module_utils._pointer import 
 UPSTREAM_LINK = re.compile(r"^upstream-(.+)\.conf$")
 # The greenlight.django.traffic role's maintenance flag, in nginx_conf_dir.
 MAINTENANCE_FLAG = "maintenance.on"
+# greenlight.django.code_sync's mark of a wheelhouse unpacked whole.
+WHEELHOUSE_MARK = ".installed"
 
 
 def argument_spec():
@@ -206,6 +216,7 @@ def inspect(app_root, pointers, revision=None, build="", nginx_conf_dir=None):
         "exists": os.path.isdir(app_root),
         "pointers": {},
         "releases": [],
+        "wheelhouses": [],
         "matching": [],
         "active": "",
         "maintenance_flag": "",
@@ -236,6 +247,16 @@ def inspect(app_root, pointers, revision=None, build="", nginx_conf_dir=None):
             text = read_text(os.path.join(releases_dir, name, "REVISION")) or ""
             if revision in (line.strip() for line in text.splitlines()):
                 result["matching"].append(name)
+    wheels_dir = os.path.join(app_root, "wheels")
+    try:
+        result["wheelhouses"] = sorted(
+            entry.name
+            for entry in os.scandir(wheels_dir)
+            if entry.is_dir(follow_symlinks=False)
+            and os.path.isfile(os.path.join(wheels_dir, entry.name, WHEELHOUSE_MARK))
+        )
+    except FileNotFoundError:
+        pass
     return result
 
 

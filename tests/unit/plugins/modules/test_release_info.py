@@ -112,6 +112,7 @@ def test_a_missing_application_root_is_not_an_error(tmp_path):
         "exists": False,
         "pointers": {},
         "releases": [],
+        "wheelhouses": [],
         "matching": [],
         "active": "",
         "maintenance_flag": "",
@@ -130,3 +131,12 @@ def test_an_unreadable_root_names_it_and_the_fix(app, monkeypatch):
         f"release_info: cannot read {app / 'releases'}: Permission denied. Run it as a user who can read the "
         "application's root (become: true)."
     )
+
+
+def test_only_wheelhouses_unpacked_whole_are_listed(app):
+    # One unpacked whole (its .installed mark), one whose unpacking was cut short, and a stray file.
+    (app / "wheels" / "w1-cp311").mkdir(parents=True)
+    (app / "wheels" / "w1-cp311" / ".installed").write_text("")
+    (app / "wheels" / "w2-cp313").mkdir()
+    (app / "wheels" / "notes.txt").write_text("")
+    assert run({"app_root": str(app)})["wheelhouses"] == ["w1-cp311"]
