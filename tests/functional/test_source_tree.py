@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,36 @@ def test_a_git_source_has_its_uv_lock_exported_on_the_controller(uv_project, tmp
     result = read_git_source(tmp_path_factory.mktemp("git-play"), uv_project)
     assert result.returncode != 0
     assert "code_sync: uv cannot export uv.lock of" in result.stdout and "Failed to parse" in result.stdout
+
+
+def test_a_temporary_archive_is_a_new_private_file_and_none_is_left_when_packing_fails(tmp_path):
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "manage.py").write_text("print('hi')\n")
+    (project / "pkg" / "cache.pyc").write_bytes(b"")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+
+    def pack(*args):
+        return subprocess.run(
+            [sys.executable, str(SOURCE_TREE), "pack", "--dir", str(project), "--temporary", "greenlight-demo-", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+
+    first, second = pack("--exclude", "*.pyc"), pack("--exclude", "*.pyc")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    paths = [Path(json.loads(result.stdout)["archive"]) for result in (first, second)]
+    assert paths[0] != paths[1], "two runs must never share an archive"
+    for path in paths:
+        assert path.parent == temp and path.name.startswith("greenlight-demo-") and path.name.endswith(".tar.gz")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with tarfile.open(path) as archive:
+            assert sorted(archive.getnames()) == ["manage.py", "pkg"]
+    # A commit that does not exist: the run fails and leaves no file behind.
+    failed = pack("--ref", "no-such-ref")
+    assert failed.returncode != 0
+    assert sorted(temp.iterdir()) == sorted(paths)

@@ -19,10 +19,12 @@ Used by the greenlight.django.code_sync role::
         JSON {"requirements"}: the lock exported as above (a git source, whose
         files are read on the server).
 
-    source_tree.py pack --dir DIR --output FILE.tar.gz [--ref REF] [--exclude PATTERN ...]
+    source_tree.py pack --dir DIR (--output FILE.tar.gz | --temporary PREFIX) [--ref REF] [--exclude PATTERN ...]
         Write the same tree (or the tree of commit REF, via git archive) as a
         gzip'd tarball whose members belong to root, directories 0755, files
-        0644 (0755 when executable).
+        0644 (0755 when executable), mode 0600; with --temporary, into a new
+        file PREFIX*.tar.gz of the temporary directory. Print JSON {"archive"}:
+        its path.
 
 A PATTERN is matched (fnmatch) against each file or directory name and
 against its path relative to DIR; a matching directory is skipped whole.
@@ -283,10 +285,16 @@ def inspect(args: argparse.Namespace) -> dict:
 
 def pack(args: argparse.Namespace) -> dict:
     root = source_root(args.dir)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=output.name + ".", dir=output.parent)
+    if args.temporary:
+        # A file of this run's own in the temporary directory, never shared by name; removed if packing fails.
+        handle, partial = tempfile.mkstemp(prefix=args.temporary, suffix=".tar.gz")
+        output = Path(partial)
+    else:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=output.name + ".", dir=output.parent)
     os.close(handle)
+    done = False
     try:
         if args.ref:
             pack_ref(root, Path(partial), args.ref)
@@ -294,8 +302,9 @@ def pack(args: argparse.Namespace) -> dict:
             pack_tree(root, Path(partial), args.exclude)
         os.chmod(partial, 0o600)
         os.replace(partial, output)
+        done = True
     finally:
-        if os.path.exists(partial):
+        if not done and os.path.exists(partial):
             os.unlink(partial)
     return {"archive": str(output)}
 
@@ -319,7 +328,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if name == "inspect":
             command.add_argument("--requirements", default="requirements.txt")
         else:
-            command.add_argument("--output", required=True)
+            where = command.add_mutually_exclusive_group(required=True)
+            where.add_argument("--output")
+            where.add_argument("--temporary", metavar="PREFIX")
     return parser.parse_args(argv)
 
 
