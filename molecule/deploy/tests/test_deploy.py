@@ -218,8 +218,51 @@ def test_same_revision_again_changes_nothing(host):
     assert result.returncode == 0, out(result)
     recap = [line for line in result.stdout.splitlines() if "changed=" in line]
     assert recap and all("changed=0" in line for line in recap), out(result)
-    assert summary()["downtime_window_seconds"] in (0, "0")
+    report = summary()
+    # One check on the host, and the deploy ends: no release prepared, no lock taken, no migration inspected.
+    assert report["outcome"] == "unchanged", report
+    assert "Prepare the new release" not in result.stdout and "Take the lock" not in result.stdout, out(result)
+    assert report["downtime_window_seconds"] in (0, "0")
+    assert report["release"] == host.check_output(f"readlink {APP}/current").split("/")[-1]
     assert served_version(host) == "v2"
+
+
+def record_check(host) -> dict:
+    """What greenlight.django.deploy_record finds on the host against the record the last deploy left."""
+    digest = json.loads(host.check_output(f"cat {APP}/deployed.json"))["digest"]
+    return host.ansible(
+        "greenlight.django.deploy_record",
+        f"app_root={APP} state=checked digest={digest} lock={APP}/deploy.lock",
+        check=False,
+        become=True,
+    )
+
+
+def test_what_changed_on_the_host_since_the_last_deploy_makes_the_next_one_do_every_step(host):
+    assert host.file(f"{APP}/deployed.json").mode == 0o600
+    assert record_check(host)["unchanged"] is True
+    # A migration applied on the server (a restore, a hand-made fix) is seen, though the code did not change.
+    mark = "INSERT INTO django_migrations (app, name, applied) VALUES ('notes', '9999_elsewhere', now())"
+    host.check_output(f'{PSQL} "{mark}"')
+    try:
+        seen = record_check(host)
+    finally:
+        host.check_output(f"{PSQL} \"DELETE FROM django_migrations WHERE name = '9999_elsewhere'\"")
+    assert seen["unchanged"] is False and seen["differences"] == ["the database has other migrations applied"]
+
+    # A stopped instance and an nginx site edited by hand: the next deploy of the same revision does every step
+    # and puts both back.
+    site = "/etc/nginx/conf.d/greenlight-demo.conf"
+    wanted = host.file(site).content_string
+    host.check_output(f"printf '# edited by hand\\n' >> {site} && systemctl stop greenlight-demo@current")
+    seen = record_check(host)["differences"]
+    assert f"{site} changed" in seen and "greenlight-demo@current.service is not active" in seen, seen
+    result = deploy("v2")
+    assert result.returncode == 0, out(result)
+    assert summary()["outcome"] == "deployed"
+    assert host.file(site).content_string == wanted
+    assert served_version(host) == "v2"
+    assert record_check(host)["unchanged"] is True
 
 
 def gunicorn(host) -> tuple[str, str]:
