@@ -97,7 +97,7 @@ options:
   commands:
     description:
       - Commands (each an argument list) that must succeed for the host to be as the deploy left it, such as
-        C([nginx, -t, -q]): a configuration another site broke since would fail the next reload. Recorded by
+        C([nginx, -t, -q]) - a configuration another site broke since would fail the next reload. Recorded by
         O(state=recorded), run by O(state=checked) once everything else holds; a failure is a difference that
         quotes the command's last line of output.
     type: list
