@@ -115,11 +115,11 @@ options:
         difference.
     type: path
 notes:
-  - The record holds no secret: the environment files are read again on the host whenever they are needed.
+  - The record holds no secret. The environment files are read again on the host whenever they are needed.
 seealso:
   - module: greenlight.django.release_info
 author:
-  - greenlight.django contributors
+  - greenlight.django contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -449,8 +449,7 @@ def recorded(module, params, path):
             module.fail_json(msg=f"The deploy could not be recorded: {error}. The next deploy will do every step.")
         record["migrations"] = migrations
         record["migrations_options"] = {key: options.get(key) for key in ("databases", "env_files", "settings", "user")}
-    before, _ = read_record(path)
-    changed = before != record
+    changed = read_record(path)[0] != record
     if changed and not module.check_mode:
         write_record(path, record)
     release = os.path.basename(found.get(params["serving"], ""))
