@@ -88,37 +88,27 @@ unit: venv link
 functional: setup
 	$(BIN)/pytest -q tests/functional
 
-# Scenarios run side by side in MOLECULE_JOBS lanes (each has its own containers);
-# MOLECULE_JOBS=1 runs them one after the other.
-MOLECULE_JOBS ?= 2
-molecule: setup
-	@MOLECULE=$(BIN)/molecule MOLECULE_JOBS=$(MOLECULE_JOBS) bash scripts/molecule-lanes.sh $(SCENARIOS)
-
-# The benchmarks' short runs, BENCH_JOBS at a time (default 2; BENCH_JOBS=1 runs them one after the other), the
-# longest first. Each has its own containers, temporary directory and log (build/bench/<name>.log) and a smoke run
-# writes no results, so two never share anything but the controller's wheel cache, which is safe for that; each
-# one's output is printed when it ends, with its time.
-BENCH_JOBS ?= 2
+# The parts of `make test` run side by side in JOBS lanes (default 2; JOBS=1 runs them one after the other),
+# the heaviest first: scripts/lanes.sh. Each part has its own containers and log (build/lanes/<part>.log).
+JOBS ?= 2
 BENCH_NAMES := $(patsubst bench/bench_%.py,%,$(sort $(wildcard bench/bench_*.py)))
-BENCH_LONGEST := deploy blue_green prepare scale backup
-BENCH_SMOKE := $(filter $(BENCH_NAMES),$(BENCH_LONGEST)) $(filter-out $(BENCH_LONGEST),$(BENCH_NAMES))
-bench-smoke: setup
-	@$(MAKE) --no-print-directory -j$(BENCH_JOBS) --output-sync=target $(addprefix bench-smoke-,$(BENCH_SMOKE))
+LANES = @JOBS=$(JOBS) BIN=$(BIN) bash scripts/lanes.sh
 
-bench-smoke-%:
-	@start=$$SECONDS; echo "==> bench/bench_$*.py --smoke"; $(BIN)/python bench/bench_$*.py --smoke; rc=$$?; \
-	  echo "==> bench/bench_$*.py --smoke: exit $$rc after $$((SECONDS - start)) s"; exit $$rc
+molecule: setup
+	$(LANES) $(addprefix molecule:,$(SCENARIOS))
+
+# The benchmarks' short runs: a smoke run writes no results.
+bench-smoke: setup
+	$(LANES) $(addprefix bench:,$(BENCH_NAMES))
 
 # Every benchmark in full (long: about an hour); each rewrites its own section of bench/RESULTS.md.
 bench: setup
 	@set -e; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "==> $$b"; $(BIN)/python $$b --update-results bench/RESULTS.md; done
 
-# The static checks (lint, sanity, unit: one process at a time) run beside the functional tests, which leave a
-# core mostly idle; each part's output is printed when it ends. Then molecule (its own lanes) and the benchmarks.
+# Every check: the static ones (lint, sanity, unit: one after the other), the functional tests, every molecule
+# scenario and the benchmarks' short runs, as parts of one queue in JOBS lanes.
 test: setup
-	@$(MAKE) --no-print-directory -j2 --output-sync=target static functional
-	@$(MAKE) --no-print-directory molecule
-	@$(MAKE) --no-print-directory bench-smoke
+	$(LANES) static functional $(addprefix molecule:,$(SCENARIOS)) $(addprefix bench:,$(BENCH_NAMES))
 	@echo "make test: all checks passed"
 
 static:

@@ -523,3 +523,17 @@ def test_the_sqlite_application_deploys_v2_as_planned_and_its_ledger_records_it(
     assert ledger == ["notes|0002_note_tag|applied", "notes|0003_backfill_tag|applied"]
     # and a backup was taken before them
     assert len(host.run("ls /srv/shop/backups").stdout.split()) == len(backups.split()) + 1
+
+    # Another application whose name starts with shop's runs a unit of its own: it is not shop's, and shop's
+    # deploy of what already serves still ends after its check, with nothing changed.
+    unit = "/etc/systemd/system/greenlight-shop-api@.service"
+    host.run(f"printf '[Service]\\nExecStart=/bin/sleep 600\\n' > {unit} && systemctl daemon-reload")
+    try:
+        assert host.run("systemctl start greenlight-shop-api@current").rc == 0
+        result = deploy_app(tmp_path, "shop", "v2")
+        assert succeeded(result), tail(result)
+        report = json.loads((tmp_path / "summary.json").read_text())
+        assert report["outcome"] == "unchanged", report
+        assert host.service("greenlight-shop-api@current").is_running
+    finally:
+        host.run(f"systemctl stop greenlight-shop-api@current; rm -f {unit}; systemctl daemon-reload")
