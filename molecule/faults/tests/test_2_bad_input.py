@@ -126,6 +126,12 @@ CASES = [
         {"wsgi_worker_class": "no_such_worker.Worker"},
     ),
     Case("unknown-colour", ["purple", "blue", "green"], app=BLUE_GREEN, args=("-e", "traffic_active=purple")),
+    # A role's variable is checked with the playbook's, before the release is built (not at the role's include).
+    Case(
+        "role-variable-not-an-int",
+        ["traffic_upstream_keepalive", "int"],
+        {"traffic_upstream_keepalive": "many", "greenlight_source_dir": str(EPHEMERAL / "demo" / "v2")},
+    ),
     Case(
         "missing-source-directory",
         ["/nonexistent/demo is not a directory", "greenlight_source_dir"],
