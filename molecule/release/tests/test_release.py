@@ -405,8 +405,14 @@ def deploy_app(
     roles' settings for demo."""
     inventory = tmp_path / "inventory.yml"
     shutil.copy(INVENTORY, inventory)
+    (tmp_path / "app.json").write_text(json.dumps(app_vars(tmp_path, app, version, **extra)))
+    return ansible_playbook(PROJECT / "playbooks" / playbook, "-e", f"@{tmp_path / 'app.json'}", inventory=inventory)
+
+
+def app_vars(tmp_path, app: str, version: str = "v1", **extra) -> dict:
+    """The variables deploy_app gives application `app`."""
     ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-    app_vars = {
+    return {
         "greenlight_app_name": app,
         "greenlight_wsgi_application": "demo.wsgi:application",
         "greenlight_source_dir": str(ephemeral / "demo" / version),
@@ -420,8 +426,6 @@ def deploy_app(
         "code_sync_shared_paths": ["media", "db", "var/uploads"],
         **extra,
     }
-    (tmp_path / "app.json").write_text(json.dumps(app_vars))
-    return ansible_playbook(PROJECT / "playbooks" / playbook, "-e", f"@{tmp_path / 'app.json'}", inventory=inventory)
 
 
 def notes_of(host, site: str) -> str:
@@ -537,3 +541,40 @@ def test_the_sqlite_application_deploys_v2_as_planned_and_its_ledger_records_it(
         assert host.service("greenlight-shop-api@current").is_running
     finally:
         host.run(f"systemctl stop greenlight-shop-api@current; rm -f {unit}; systemctl daemon-reload")
+
+
+def test_a_deploy_refused_after_another_applications_deploy_in_the_same_run_leaves_that_release_alone(host, tmp_path):
+    """One run, two plays: shop deploys a new revision, then another application's deploy is refused at its lock.
+    Facts outlive a play: the refused deploy's recovery must not take shop's new release for its own."""
+    source = tmp_path / "shop-v2b"
+    shutil.copytree(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "demo" / "v2", source)
+    (source / "REVISION-NOTE").write_text("a revision of its own\n")
+    shop = {**app_vars(tmp_path, "shop"), "greenlight_source_dir": str(source)}
+    held = {**app_vars(tmp_path, "held"), "greenlight_summary_file": str(tmp_path / "held-summary.json")}
+    playbook = tmp_path / "two_applications.yml"
+    deploy = str(PROJECT / "playbooks" / "deploy.yml")
+    playbook.write_text(
+        json.dumps(
+            [
+                {"ansible.builtin.import_playbook": deploy, "vars": shop},
+                {"ansible.builtin.import_playbook": deploy, "vars": held},
+            ]
+        )
+    )
+    inventory = tmp_path / "inventory.yml"
+    shutil.copy(INVENTORY, inventory)
+    holder = json.dumps({"holder": "someone@elsewhere", "playbook": "deploy"})
+    host.run(f"mkdir -p /srv/held/deploy.lock && echo {shlex.quote(holder)} > /srv/held/deploy.lock/holder.json")
+    try:
+        result = ansible_playbook(playbook, inventory=inventory)
+        assert not succeeded(result)
+        assert "Another deploy of held holds the lock" in output_of(result), tail(result)
+        report = json.loads((tmp_path / "summary.json").read_text())
+        assert report["outcome"] == "deployed", report
+        # shop's new release was left alone: it exists and serves.
+        assert host.check_output("readlink -f /srv/shop/current") == f"/srv/shop/releases/{report['release']}"
+        assert host.file(f"/srv/shop/releases/{report['release']}/manage.py").exists
+        assert http(host, "/version", site="shop.test")[2].strip() == "v2"
+        assert json.loads((tmp_path / "held-summary.json").read_text())["outcome"] == "refused"
+    finally:
+        host.run("rm -rf /srv/held")
